@@ -1,0 +1,122 @@
+"""The fixtures a prerequisite asks for: cheap handles over per-worker, per-target cached facts.
+
+A check names what it looks at — `sql_server`, `database`, `mi`, `mi_database` — and the plugin fans
+it out over the environment's targets through `linkgate_target`. No SQL text and no assertion here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from linkgate.catalog import prereq_of
+from linkgate.environment import Environment
+from linkgate.gate import GATE_KEY, RECORDER_KEY, TARGET_KEY, Gate, NotApplicable
+from linkgate.probes.facts import EvidenceRecorder
+from linkgate.probes.sql import Tde
+from linkgate.targets import Kind, Target
+from linkgate.views import DatabaseView, ManagedInstanceView, SqlServerView
+
+
+def _gate(config: pytest.Config) -> Gate:
+    gate = config.stash.get(GATE_KEY, None)
+    if gate is None:
+        raise pytest.UsageError("linkgate: choose an environment with --env NAME")
+    return gate
+
+
+@pytest.fixture(scope="session")
+def environment(pytestconfig: pytest.Config) -> Environment:
+    """The environment file this run checks (validated before anything connected)."""
+    return _gate(pytestconfig).environment
+
+
+@pytest.fixture
+def linkgate_target(request: pytest.FixtureRequest) -> Target:
+    """The target this test item checks (parametrized by the plugin)."""
+    target: Target = request.param
+    request.node.stash[TARGET_KEY] = target
+    return target
+
+
+@pytest.fixture
+def evidence(request: pytest.FixtureRequest) -> EvidenceRecorder:
+    """Collects the evidence of every fact the check reads; the report shows it."""
+    recorder = EvidenceRecorder()
+    request.node.stash[RECORDER_KEY] = recorder
+    return recorder
+
+
+@pytest.fixture
+def sql_server(pytestconfig: pytest.Config, linkgate_target: Target, evidence: EvidenceRecorder) -> SqlServerView:
+    """The SQL Server under check; connecting happens once per worker, for every target at once."""
+    facts = _gate(pytestconfig).cache.sql_server(linkgate_target.server)
+    return SqlServerView(linkgate_target.server, facts, evidence)
+
+
+@pytest.fixture
+def database(sql_server: SqlServerView, linkgate_target: Target) -> DatabaseView:
+    """One database to link, on the SQL Server under check."""
+    assert linkgate_target.database is not None
+    return sql_server.database(linkgate_target.database)
+
+
+@pytest.fixture
+def mi(pytestconfig: pytest.Config, evidence: EvidenceRecorder) -> ManagedInstanceView:
+    """The managed instance the environment links to."""
+    gate = _gate(pytestconfig)
+    facts = gate.cache.managed_instance()
+    return ManagedInstanceView(gate.environment.managed_instance.name, facts, evidence)
+
+
+@dataclass(frozen=True)
+class MiDatabase:
+    name: str
+    tde: Tde
+
+
+@pytest.fixture
+def mi_database(mi: ManagedInstanceView, linkgate_target: Target) -> MiDatabase:
+    """One database on the managed instance (it is the initial primary)."""
+    assert linkgate_target.database is not None
+    return MiDatabase(linkgate_target.database, mi.database_tde(linkgate_target.database))
+
+
+class _Context:
+    """What applicability conditions look at; facts are read on demand (and may raise)."""
+
+    def __init__(self, gate: Gate, target: Target, recorder: EvidenceRecorder) -> None:
+        self.environment = gate.environment
+        self.target = target
+        self._gate = gate
+        self._recorder = recorder
+
+    def fact(self, name: str) -> object:
+        if self.target.kind in (Kind.MANAGED_INSTANCE, Kind.MI_DATABASE):
+            view_mi = ManagedInstanceView(self.target.server, self._gate.cache.managed_instance(), self._recorder)
+            if name == "mi_database.encrypted":
+                assert self.target.database is not None
+                return view_mi.database_tde(self.target.database).encrypted
+            raise KeyError(name)
+        view = SqlServerView(self.target.server, self._gate.cache.sql_server(self.target.server), self._recorder)
+        db = view.database(self.target.database) if self.target.database else None
+        readers = {
+            "sql.major": lambda: view.product.major,
+            "sql.endpoints": lambda: view.endpoints,
+            "database.encrypted": lambda: db.tde.encrypted if db else False,
+            "database.availability_groups": lambda: db.availability_groups.groups if db else (),
+        }
+        return readers[name]()
+
+
+@pytest.fixture(autouse=True)
+def _linkgate_applicability(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> None:
+    """Reports a prerequisite that does not apply to this target as not applicable, with the reason."""
+    prereq = prereq_of(request.node) if isinstance(request.node, pytest.Item) else None
+    if prereq is None:
+        return
+    target: Target = request.getfixturevalue("linkgate_target")
+    recorder: EvidenceRecorder = request.getfixturevalue("evidence")
+    if not prereq.applies.holds(_Context(_gate(pytestconfig), target, recorder)):
+        raise NotApplicable(f"applies only when {prereq.applies.description}")

@@ -1,0 +1,39 @@
+"""pytest-html hooks, registered only when pytest-html is active: the auditor's first screen."""
+
+from __future__ import annotations
+
+import html
+
+import pytest
+
+from linkgate.gate import GATE_KEY
+from linkgate.report import Record, html_summary, unchecked
+
+
+def pytest_html_report_title(report: object) -> None:
+    report.title = "linkgate — Managed Instance link prerequisites"  # type: ignore[attr-defined]
+
+
+def pytest_html_results_summary(
+    prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session
+) -> None:
+    gate = session.config.stash.get(GATE_KEY, None)
+    if gate is not None:
+        env = gate.environment
+        prefix.append(
+            gate.redactor.redact(html_summary(gate.records, env.name, env.direction.value, unchecked(gate.records)))
+        )
+
+
+def pytest_html_results_table_header(cells: list[str]) -> None:
+    cells.insert(1, "<th>Prerequisite</th>")
+    cells.insert(2, "<th>Target</th>")
+    cells.insert(3, "<th>Severity</th>")
+    cells.insert(4, "<th>linkgate outcome</th>")
+
+
+def pytest_html_results_table_row(report: pytest.TestReport, cells: list[str]) -> None:
+    record = Record.from_properties(report.user_properties)
+    values = (record.prerequisite, record.target, record.severity, record.outcome) if record else ("", "", "", "")
+    for i, v in enumerate(values, start=1):
+        cells.insert(i, f"<td>{html.escape(v)}</td>")

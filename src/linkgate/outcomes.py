@@ -1,0 +1,153 @@
+"""From a pytest phase result to a linkgate record: outcome, message, evidence, remediation, waiver.
+
+Runs where the test ran (an xdist worker or the single process). The record travels to the controller
+inside the report's user_properties; JUnit writes the same properties on the testcase.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from linkgate.catalog import Prereq
+from linkgate.gate import RECORDER_KEY, TARGET_KEY, Gate, NotApplicable
+from linkgate.probes.facts import EvidenceRecorder, FactUnavailable
+from linkgate.report import Outcome, Record
+from linkgate.targets import Target
+
+RECORDED = pytest.StashKey[bool]()
+
+
+def remediation_values(gate: Gate, target: Target) -> dict[str, object]:
+    """The names a remediation template may use, for this target."""
+    env = gate.environment
+    mi = env.managed_instance
+    values: dict[str, object] = {
+        "target": target.label,
+        "database": target.database or "",
+        "mi_name": mi.name,
+        "mi_fqdn": mi.fqdn,
+        "mi_subnet": str(mi.subnet),
+        "direction": env.direction.value,
+    }
+    server = env.sql_servers.get(target.server)
+    if server is not None:
+        values.update(
+            server=server.name,
+            instance=server.instance,
+            endpoint_port=server.endpoint_port,
+            login=server.connection.user or "<login>",
+            sql_ip=str(server.address_seen_by_mi or "<SQL Server IP>"),
+            agent_service="SQLSERVERAGENT"
+            if server.instance.upper() == "MSSQLSERVER"
+            else f"SQLAgent${server.instance}",
+        )
+    else:
+        values.update(login=mi.connection.user or "<login>")
+    return values
+
+
+def _message(excinfo: pytest.ExceptionInfo[BaseException]) -> str:
+    value = excinfo.value
+    if isinstance(value, AssertionError):
+        text = str(value)
+        head = text.split("\nassert ", 1)[0].strip()
+        return head or text.strip() or "the assertion failed"
+    return f"{type(value).__name__}: {value}" if not isinstance(value, FactUnavailable) else str(value)
+
+
+def annotate(
+    gate: Gate, prereq: Prereq, item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport
+) -> None:
+    """Decide the outcome of the phase that settles it, and attach the record to item and report."""
+    if item.stash.get(RECORDED, False):
+        return
+    excinfo = call.excinfo
+    target: Target | None = item.stash.get(TARGET_KEY, None)
+    if target is None:
+        target = getattr(getattr(item, "callspec", None), "params", {}).get("linkgate_target")
+    if report.when == "setup" and excinfo is None:
+        return  # the call phase decides
+    if report.when == "teardown" and excinfo is None:
+        return
+    recorder: EvidenceRecorder = item.stash.get(RECORDER_KEY, EvidenceRecorder())
+    waiver = None
+    note = ""
+    if excinfo is None:
+        outcome, message = Outcome.PASSED, ""
+    elif isinstance(excinfo.value, NotApplicable):
+        outcome, message = Outcome.NOT_APPLICABLE, str(excinfo.value)
+    elif isinstance(excinfo.value, FactUnavailable):
+        recorder.add(excinfo.value.evidence)
+        outcome, message = Outcome.ERROR, str(excinfo.value)
+    elif isinstance(excinfo.value, AssertionError) and report.when == "call":
+        outcome, waiver, note = gate.decide(prereq, target.label if target else "", failed=True)
+        message = _message(excinfo)
+    elif excinfo.errisinstance(pytest.skip.Exception):
+        outcome, message = Outcome.NOT_APPLICABLE, str(excinfo.value)
+    else:
+        outcome, message = Outcome.ERROR, _message(excinfo)
+    if note:
+        message = f"{message} ({note})" if outcome is not Outcome.WAIVED else f"{note}; finding: {message}"
+    elif outcome is Outcome.WAIVED and waiver is not None:
+        message = f"waived by {waiver.owner} until {waiver.expires} ({waiver.reason}); finding: {message}"
+    values = remediation_values(gate, target) if target else {}
+    redact = gate.redactor.redact
+    record = Record(
+        prerequisite=prereq.id,
+        title=prereq.title,
+        target=target.label if target else item.name,
+        severity=prereq.severity.value,
+        outcome=outcome.value,
+        message=redact(message),
+        spec=prereq.spec,
+        remediation=redact(prereq.remediation_for(**values)),
+        docs=prereq.docs,
+        evidence=[{k: redact(v) if isinstance(v, str) else v for k, v in e.as_dict().items()} for e in recorder.items],
+        waiver=(
+            {"owner": waiver.owner, "reason": waiver.reason, "expires": str(waiver.expires), "target": waiver.target}
+            if waiver
+            else None
+        ),
+        nodeid=item.nodeid,
+        duration=report.duration,
+    )
+    item.stash[RECORDED] = True
+    props = record.to_properties()
+    item.user_properties.extend(props)
+    report.user_properties.extend(props)
+    _shape_report(report, record, item)
+
+
+def _shape_report(report: pytest.TestReport, record: Record, item: pytest.Item) -> None:
+    """Make pytest's own report say what linkgate decided (terminal letters, JUnit, HTML)."""
+    outcome = Outcome(record.outcome)
+    evidence = "\n\n".join(
+        f"[{e['source']} on {e['target']}{'' if e.get('ok', True) else ' (failed)'}]\n{e['command']}\n→ {e['result']}"
+        for e in record.evidence
+    )
+    if outcome is Outcome.NOT_APPLICABLE:
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), (item.location[1] or 0) + 1, record.message)
+    elif outcome in (Outcome.WARNING, Outcome.WAIVED):
+        report.outcome = "passed"
+        report.longrepr = None
+    if outcome is not Outcome.PASSED and outcome is not Outcome.NOT_APPLICABLE:
+        report.sections.append((f"linkgate {outcome.value}", record.message))
+        if evidence:
+            report.sections.append(("linkgate evidence", evidence))
+        report.sections.append(("linkgate remediation", f"{record.remediation}\nDocs: {record.docs}"))
+    _add_html_extra(report, record)
+
+
+def _add_html_extra(report: pytest.TestReport, record: Record) -> None:
+    try:
+        from pytest_html import extras
+    except ImportError:  # pragma: no cover - pytest-html is a dependency; reports without it still work
+        return
+    from linkgate.report import html_details
+
+    existing: list[Any] = list(getattr(report, "extras", []))
+    existing.append(extras.html(html_details(record)))
+    report.extras = existing  # type: ignore[attr-defined]

@@ -1,0 +1,214 @@
+"""The pytest plugin: options and hooks only; each hook delegates to the module that does the work."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Generator
+from pathlib import Path
+
+import pytest
+
+from linkgate import lab_control, outcomes
+from linkgate.catalog import CATALOG, declared_ids, prereq_of
+from linkgate.environment import (
+    EnvironmentFileError,
+    available_environments,
+    load_environment,
+    resolve_environment_path,
+)
+from linkgate.gate import GATE_KEY, Gate, Options
+from linkgate.gather import FactsCache
+from linkgate.redaction import Redactor
+from linkgate.report import Outcome, Record, summary, terminal_lines, unchecked, verdict, write_summary
+from linkgate.targets import fanout_kind, targets_for
+
+pytest_plugins = ["linkgate.fixtures"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("linkgate", "linkgate: the Managed Instance link gate")
+    group.addoption(
+        "--env",
+        dest="linkgate_env",
+        metavar="NAME",
+        help="Environment to check: environments/NAME.yaml, or a path to a .yaml file",
+    )
+    group.addoption(
+        "--reports",
+        dest="linkgate_reports",
+        metavar="DIR",
+        type=Path,
+        help="Directory for linkgate.html, junit.xml and summary.json (default: reports/)",
+    )
+    group.addoption(
+        "--fail-on-recommended",
+        dest="linkgate_fail_on_recommended",
+        action="store_true",
+        help="Make failed recommended prerequisites block the gate (default: warnings)",
+    )
+    group.addoption(
+        "--connect-timeout",
+        dest="linkgate_connect_timeout",
+        type=float,
+        metavar="SECONDS",
+        help="Override the environment's connect timeout",
+    )
+    group.addoption(
+        "--query-timeout",
+        dest="linkgate_query_timeout",
+        type=float,
+        metavar="SECONDS",
+        help="Override the environment's query timeout",
+    )
+    group.addoption(
+        "--today",
+        dest="linkgate_today",
+        type=dt.date.fromisoformat,
+        metavar="YYYY-MM-DD",
+        help="Date used to judge waiver expiry (default: today)",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    name = config.getoption("linkgate_env")
+    if not name:
+        if _collects_gate(config):
+            envs = ", ".join(available_environments(config.rootpath)) or "none"
+            raise pytest.UsageError(f"linkgate: choose an environment with --env NAME (available: {envs})")
+        return
+    path = resolve_environment_path(name, config.rootpath)
+    if not path.is_file():
+        envs = ", ".join(available_environments(config.rootpath)) or "none"
+        raise pytest.UsageError(f"linkgate: environment {name!r} not found: {path} does not exist (available: {envs})")
+    is_controller = not hasattr(config, "workerinput")
+    lab_control.prepare_secrets(path, is_controller)
+    try:
+        env = load_environment(path, known_ids=declared_ids(config.rootpath / "tests").__contains__)
+        env = lab_control.with_timeouts(
+            env, config.getoption("linkgate_connect_timeout"), config.getoption("linkgate_query_timeout")
+        )
+    except EnvironmentFileError as e:
+        raise pytest.UsageError(f"linkgate: {e}") from None
+    reports = config.getoption("linkgate_reports") or config.rootpath / "reports"
+    gate = Gate(
+        environment=env,
+        options=Options(
+            reports,
+            config.getoption("linkgate_fail_on_recommended"),
+            config.getoption("linkgate_today") or dt.date.today(),
+        ),
+        cache=FactsCache(env),
+        redactor=Redactor(env.secrets()),
+        is_controller=is_controller,
+    )
+    config.stash[GATE_KEY] = gate
+    if is_controller:
+        if not config.option.htmlpath:
+            config.option.htmlpath = str(reports / "linkgate.html")
+            config.option.self_contained_html = True
+        if not config.option.xmlpath:
+            config.option.xmlpath = str(reports / "junit.xml")
+        gate.lab = lab_control.start_if_declared(env)
+        config.pluginmanager.register(RecordCollector(gate), "linkgate-records")
+    if config.pluginmanager.hasplugin("html"):
+        from linkgate import html_hooks
+
+        config.pluginmanager.register(html_hooks, "linkgate-html")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    gate = config.stash.get(GATE_KEY, None)
+    if gate is not None:
+        gate.cache.close()
+        if gate.lab is not None:
+            gate.lab.stop()
+
+
+def _collects_gate(config: pytest.Config) -> bool:
+    tests = (config.rootpath / "tests").resolve()
+    for arg in config.args:
+        p = Path(arg.split("::", 1)[0]).resolve()
+        if p == tests or tests in p.parents:
+            return True
+    return False
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    gate = metafunc.config.stash.get(GATE_KEY, None)
+    marker = metafunc.definition.get_closest_marker("prereq")
+    if gate is None or marker is None:
+        return
+    kind = fanout_kind(list(metafunc.fixturenames))
+    if kind is None:
+        raise pytest.UsageError(f"linkgate: {metafunc.function.__name__} names no target fixture")
+    targets = targets_for(gate.environment, kind)
+    metafunc.parametrize("linkgate_target", targets, ids=[t.id for t in targets], indirect=True)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    gate = item.config.stash.get(GATE_KEY, None)
+    prereq = prereq_of(item)
+    if gate is not None and prereq is not None:
+        outcomes.annotate(gate, prereq, item, call, report)
+    return report
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, object] | None:
+    record = Record.from_properties(report.user_properties) if report.user_properties else None
+    if record is None or (report.when == "teardown"):
+        return None
+    status = {
+        Outcome.WARNING: ("warning", "W", ("WARNING", {"yellow": True})),
+        Outcome.WAIVED: ("waived", "w", ("WAIVED", {"cyan": True})),
+        Outcome.NOT_APPLICABLE: ("not applicable", "n", ("N/A", {"light": True})),
+    }
+    return status.get(Outcome(record.outcome))
+
+
+class RecordCollector:
+    """Controller-side: gathers each item's record from its teardown report (which JUnit also writes)."""
+
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "teardown" and report.user_properties:
+            record = Record.from_properties(report.user_properties)
+            if record is not None:
+                self.gate.records.append(record)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    gate = session.config.stash.get(GATE_KEY, None)
+    if gate is None or not gate.is_controller:
+        return
+    env = gate.environment
+    document = summary(
+        env.name,
+        str(env.path),
+        env.direction.value,
+        gate.records,
+        started=gate.started,
+        finished=dt.datetime.now().astimezone(),
+        unchecked=unchecked(gate.records),
+    )
+    document["catalogue"] = len(CATALOG)
+    write_summary(gate.options.reports / "summary.json", document, gate.redactor)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    gate = config.stash.get(GATE_KEY, None)
+    if gate is None or not gate.is_controller:
+        return
+    terminalreporter.section(
+        "linkgate", sep="=", bold=True, green=verdict(gate.records) == "go", red=verdict(gate.records) != "go"
+    )
+    for line in terminal_lines(gate.records, gate.environment.name):
+        terminalreporter.write_line(gate.redactor.redact(line))
+    terminalreporter.write_line(f"reports: {gate.options.reports}/linkgate.html, junit.xml, summary.json")

@@ -1,0 +1,75 @@
+"""What one test item checks: a SQL Server, one of its databases, the managed instance, or one of its.
+
+The plugin fans each prerequisite out over the targets the environment declares; the pytest id reads
+`<env>/<target>[/<object>]`, e.g. `demo/sql01/SalesDB`, and never carries credentials.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from linkgate.environment import Environment
+
+
+class Kind(enum.Enum):
+    SQL_SERVER = "sql_server"
+    DATABASE = "database"
+    MANAGED_INSTANCE = "managed_instance"
+    MI_DATABASE = "mi_database"
+    HOST = "host"
+
+
+@dataclass(frozen=True)
+class Target:
+    environment: str
+    kind: Kind
+    server: str
+    database: str | None = None
+    host_os: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The target as reports and waivers name it: `sql01` or `sql01/SalesDB`."""
+        return f"{self.server}/{self.database}" if self.database else self.server
+
+    @property
+    def id(self) -> str:
+        return f"{self.environment}/{self.label}"
+
+
+# Which fixture names a prerequisite asks for decides what it is fanned out over.
+FANOUT_FIXTURES = {
+    "database": Kind.DATABASE,
+    "mi_database": Kind.MI_DATABASE,
+    "sql_server": Kind.SQL_SERVER,
+    "sql_host": Kind.HOST,
+    "mi": Kind.MANAGED_INSTANCE,
+}
+
+
+def fanout_kind(fixture_names: list[str] | tuple[str, ...]) -> Kind | None:
+    """The most specific target kind among a test's fixtures (a database beats its server)."""
+    for name, kind in FANOUT_FIXTURES.items():
+        if name in fixture_names:
+            return kind
+    return None
+
+
+def targets_for(env: Environment, kind: Kind) -> list[Target]:
+    """Every target of one kind the environment declares, in file order."""
+    mi = env.managed_instance
+    if kind is Kind.MANAGED_INSTANCE:
+        return [Target(env.name, kind, mi.name)]
+    if kind is Kind.MI_DATABASE:
+        # The databases on the managed instance: declared there, else the same names as on SQL Server.
+        dbs = mi.databases or tuple(d for s in env.sql_servers.values() for d in s.databases)
+        return [Target(env.name, kind, mi.name, d) for d in dict.fromkeys(dbs)]
+    out = []
+    for s in env.sql_servers.values():
+        os_name = s.host_os.value
+        if kind is Kind.DATABASE:
+            out.extend(Target(env.name, kind, s.name, d, os_name) for d in s.databases)
+        else:
+            out.append(Target(env.name, kind, s.name, None, os_name))
+    return out

@@ -1,0 +1,324 @@
+"""SQL Server instance prerequisites (spec §3: SQL-01 … SQL-09, SQL-12, SQL-13, SQL-16, SQL-17, SQL-20)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from linkgate.catalog import Severity, prereq
+from linkgate.conditions import MI_TO_SQL, fact_holds
+from linkgate.versions import RULES, SUPPORTED_EDITIONS, mi_primary_supportability, supportability
+from linkgate.views import ManagedInstanceView, SqlServerView
+
+SQL_2016 = fact_holds("SQL Server is 2016 (major version 13)", "sql.major", lambda major: major == 13)
+HAS_ENDPOINT = fact_holds("a database mirroring endpoint already exists", "sql.endpoints", bool)
+UPDATES = "https://learn.microsoft.com/azure/azure-sql/managed-instance/managed-instance-link-feature-overview"
+CONFIG_DOCS = "https://learn.microsoft.com/sql/linux/sql-server-linux-configure-mssql-conf"
+
+
+@prereq(
+    "sql-sysadmin",
+    severity=Severity.REQUIRED,
+    spec="SQL-01",
+    remediation="As an existing sysadmin, run on {server}: ALTER SERVER ROLE [sysadmin] ADD MEMBER [{login}];",
+)
+def test_sql_sysadmin(sql_server: SqlServerView) -> None:
+    """The login that prepares the link is a member of the sysadmin server role.
+
+    Creating the mirroring endpoint, its certificate and the distributed availability group needs sysadmin.
+    """
+    login = sql_server.login
+    assert login.is_sysadmin, f"login {login.name!r} is not a member of sysadmin on {sql_server.name}"
+
+
+@prereq(
+    "sql-version-supported",
+    severity=Severity.REQUIRED,
+    spec="SQL-02",
+    docs=UPDATES,
+    remediation="Install the required update on {server} (SQL Server 2016: KB5014242 Azure Connect pack; 2017: "
+    "KB5050533 Azure Connect pack; 2019: CU20 KB5024276 or later; 2022/2025: the latest CU), then restart.",
+)
+def test_sql_version_supported(sql_server: SqlServerView) -> None:
+    """SQL Server runs a version and build the link supports.
+
+    2016 SP3 and 2017 CU31 need their Azure Connect packs, 2019 needs CU20; older versions have no link.
+    """
+    product = sql_server.product
+    verdict = supportability(product.version)
+    assert verdict.supported, verdict.reason
+
+
+@prereq(
+    "sql-edition-supported",
+    severity=Severity.REQUIRED,
+    spec="SQL-02",
+    docs=UPDATES,
+    remediation="Upgrade {server} to Enterprise, Developer or Standard edition (Express has no availability groups).",
+)
+def test_sql_edition_supported(sql_server: SqlServerView) -> None:
+    """SQL Server is an Enterprise, Developer or Standard edition.
+
+    The link is built on distributed availability groups, which other editions do not have.
+    """
+    product = sql_server.product
+    assert product.engine_edition in SUPPORTED_EDITIONS, (
+        f"{product.edition} (engine edition {product.engine_edition}) cannot host a link; "
+        f"supported: {', '.join(SUPPORTED_EDITIONS.values())}"
+    )
+
+
+@prereq(
+    "sql-version-mi-primary",
+    severity=Severity.REQUIRED,
+    spec="SQL-03",
+    applies=MI_TO_SQL,
+    docs=UPDATES,
+    remediation="Patch {server} to SQL Server 2022 CU10 (16.0.4095.4) or later with the managed instance on the "
+    "SQL Server 2022 update policy, or use SQL Server 2025 with the SQL Server 2025 policy.",
+)
+def test_sql_version_mi_primary(sql_server: SqlServerView) -> None:
+    """SQL Server can be the secondary of a link created from the managed instance.
+
+    Only SQL Server 2022 from CU10 (or 2025) can link with the managed instance as the initial primary.
+    """
+    verdict = mi_primary_supportability(sql_server.product.version, None)
+    assert verdict.supported, verdict.reason
+
+
+@prereq(
+    "sql-host-os-supported",
+    severity=Severity.REQUIRED,
+    spec="SQL-04",
+    docs=UPDATES,
+    remediation="Move {server} to Windows Server 2012 or later (2016: Windows Server only), or a supported Linux.",
+)
+def test_sql_host_os_supported(sql_server: SqlServerView) -> None:
+    """SQL Server runs on Windows Server or, from 2017, on Linux.
+
+    Windows 10 and 11 clients cannot host a link; SQL Server 2016 links only from Windows Server.
+    """
+    product = sql_server.product
+    host = sql_server.host_info
+    if host is None:  # 2016 has no sys.dm_os_host_info: @@VERSION names the OS
+        assert "Windows Server" in product.version_string, (
+            f"@@VERSION does not show Windows Server: {product.version_string.splitlines()[-1].strip()}"
+        )
+        return
+    rule = RULES.get(product.major)
+    on_linux = host.platform.lower() == "linux"
+    ok = (on_linux and not (rule and rule.windows_only)) or "windows server" in host.distribution.lower()
+    assert ok, f"{host.platform} {host.distribution} {host.release} cannot host a link for {product.version_text}"
+
+
+@prereq(
+    "sql-master-key",
+    severity=Severity.REQUIRED,
+    spec="SQL-05",
+    remediation="On {server}: USE master; CREATE MASTER KEY ENCRYPTION BY PASSWORD = '<strong password>';",
+)
+def test_sql_master_key(sql_server: SqlServerView) -> None:
+    """The master database has a database master key.
+
+    The link's endpoint certificate is protected by it.
+    """
+    key = sql_server.master_key
+    assert key.present, "master has no database master key (symmetric_key_id 101)"
+
+
+@prereq(
+    "sql-hadr-enabled",
+    severity=Severity.REQUIRED,
+    spec="SQL-06",
+    remediation="Windows: SQL Server Configuration Manager → {instance} → Always On Availability Groups → Enable, "
+    "then restart. Linux: sudo /opt/mssql/bin/mssql-conf set hadr.hadrenabled 1 && "
+    "sudo systemctl restart mssql-server",
+)
+def test_sql_hadr_enabled(sql_server: SqlServerView) -> None:
+    """The Always On availability groups feature is enabled and its manager is running.
+
+    The link is a distributed availability group.
+    """
+    hadr = sql_server.hadr
+    assert hadr.enabled == 1, f"IsHadrEnabled is {hadr.enabled}: availability groups are disabled"
+    assert hadr.manager_status == 1, f"HadrManagerStatus is {hadr.manager_status}, not 1 (started and running)"
+
+
+@prereq(
+    "sql-2016-wsfc",
+    severity=Severity.REQUIRED,
+    spec="SQL-07",
+    applies=SQL_2016,
+    docs="https://learn.microsoft.com/azure/azure-sql/managed-instance/managed-instance-link-preparation-wsfc",
+    remediation="On {server}: Install-WindowsFeature -Name Failover-Clustering -IncludeManagementTools; create a "
+    "single-node cluster; then GRANT ALTER ANY AVAILABILITY GROUP, CONNECT SQL, VIEW SERVER STATE TO "
+    "[NT AUTHORITY\\SYSTEM];",
+)
+def test_sql_2016_wsfc(sql_server: SqlServerView) -> None:
+    """SQL Server 2016 runs on a (single-node) Windows Server failover cluster with the SYSTEM grants.
+
+    Only SQL Server 2016 needs a WSFC for availability groups.
+    """
+    wsfc = sql_server.wsfc
+    clusters = wsfc.clusters if wsfc else ()
+    assert clusters, "no Windows Server failover cluster (sys.dm_hadr_cluster is empty)"
+    granted = wsfc.system_grants if wsfc else frozenset()
+    missing = {"ALTER ANY AVAILABILITY GROUP", "CONNECT SQL", "VIEW SERVER STATE"} - granted
+    assert not missing, f"NT AUTHORITY\\SYSTEM lacks: {', '.join(sorted(missing))}"
+
+
+def _trace_flag_check(sql_server: SqlServerView, flag: int) -> None:
+    running = sql_server.trace_flags
+    if flag in running:
+        return
+    configured = flag in sql_server.startup_parameters.trace_flags
+    pending = " — configured at startup: restart pending" if configured else ""
+    raise AssertionError(f"trace flag {flag} is not enabled globally{pending}")
+
+
+@prereq(
+    "sql-trace-flag-1800",
+    severity=Severity.RECOMMENDED,
+    spec="SQL-08",
+    remediation="Add -T1800 to the startup parameters of {server} (Linux: sudo /opt/mssql/bin/mssql-conf traceflag "
+    "1800 on), then restart SQL Server.",
+)
+def test_sql_trace_flag_1800(sql_server: SqlServerView) -> None:
+    """Trace flag 1800 is enabled globally.
+
+    It aligns log I/O to 4 KB sectors when the two sides' disks differ; it is not needed if both use 4 KB.
+    """
+    _trace_flag_check(sql_server, 1800)
+
+
+@prereq(
+    "sql-trace-flag-9567",
+    severity=Severity.RECOMMENDED,
+    spec="SQL-08",
+    remediation="Add -T9567 to the startup parameters of {server} (Linux: sudo /opt/mssql/bin/mssql-conf traceflag "
+    "9567 on), then restart SQL Server.",
+)
+def test_sql_trace_flag_9567(sql_server: SqlServerView) -> None:
+    """Trace flag 9567 is enabled globally.
+
+    It compresses the data stream of automatic seeding, which shortens the initial seeding.
+    """
+    _trace_flag_check(sql_server, 9567)
+
+
+@prereq(
+    "sql-trace-flags-persisted",
+    severity=Severity.RECOMMENDED,
+    spec="SQL-09",
+    docs=CONFIG_DOCS,
+    remediation="Windows: SQL Server Configuration Manager → {instance} → Startup Parameters → add -T1800 and "
+    "-T9567. Linux: sudo /opt/mssql/bin/mssql-conf traceflag 1800 9567 on. Then restart SQL Server.",
+)
+def test_sql_trace_flags_persisted(sql_server: SqlServerView) -> None:
+    """Trace flags 1800 and 9567 are configured as startup parameters.
+
+    A flag turned on with DBCC TRACEON is lost at the next restart.
+    """
+    configured = sql_server.startup_parameters.trace_flags
+    assert sql_server.startup_parameters.arguments, (
+        "no startup parameters are visible in sys.dm_server_registry (on Linux they live in mssql.conf: "
+        "declare the host so the gate can read it)"
+    )
+    missing = sorted({1800, 9567} - configured)
+    running_only = [f for f in missing if f in sql_server.trace_flags]
+    lost = f" ({', '.join(map(str, running_only))} running now: lost at the next restart)" if running_only else ""
+    assert not missing, f"not in the startup parameters: {', '.join(f'-T{f}' for f in missing)}{lost}"
+
+
+@prereq(
+    "sql-agent-running",
+    severity=Severity.RECOMMENDED,
+    spec="SQL-12",
+    remediation="Windows: Set-Service {agent_service} -StartupType Automatic; Start-Service {agent_service}. "
+    "Linux: sudo /opt/mssql/bin/mssql-conf set sqlagent.enabled true && sudo systemctl restart mssql-server",
+)
+def test_sql_agent_running(sql_server: SqlServerView) -> None:
+    """SQL Server Agent is running with Agent XPs enabled.
+
+    The article's connectivity tests run as Agent jobs; so does the SSMS network checker.
+    """
+    agent = sql_server.agent
+    assert agent.agent_xps == 1, f"Agent XPs is {agent.agent_xps}: SQL Server Agent is disabled"
+    if agent.service_status is not None:
+        assert agent.service_status == "Running", f"SQL Server Agent is {agent.service_status}"
+
+
+@prereq(
+    "sql-agent-job-permission",
+    severity=Severity.RECOMMENDED,
+    spec="SQL-13",
+    remediation="On {server}: USE msdb; CREATE USER [{login}] FOR LOGIN [{login}]; "
+    "ALTER ROLE [SQLAgentOperatorRole] ADD MEMBER [{login}];",
+)
+def test_sql_agent_job_permission(sql_server: SqlServerView) -> None:
+    """The login can create SQL Server Agent jobs (sysadmin or msdb SQLAgentOperatorRole).
+
+    The article's connectivity test creates a job on SQL Server.
+    """
+    assert sql_server.login.is_sysadmin or sql_server.is_agent_operator, (
+        f"{sql_server.login.name!r} is neither sysadmin nor in msdb's SQLAgentOperatorRole"
+    )
+
+
+@prereq(
+    "sql-mirroring-endpoint",
+    severity=Severity.REQUIRED,
+    spec="SQL-16",
+    applies=HAS_ENDPOINT,
+    docs="https://learn.microsoft.com/azure/azure-sql/managed-instance/managed-instance-link-configure-how-to-scripts",
+    remediation="On {server}: ALTER ENDPOINT [<endpoint>] STATE=STARTED AS TCP (LISTENER_PORT={endpoint_port}, "
+    "LISTENER_IP=ALL) FOR DATABASE_MIRRORING (ROLE=ALL, AUTHENTICATION = WINDOWS NEGOTIATE CERTIFICATE [<cert>], "
+    "ENCRYPTION = REQUIRED ALGORITHM AES);",
+)
+def test_sql_mirroring_endpoint(sql_server: SqlServerView) -> None:
+    """The existing database mirroring endpoint is started, uses certificate authentication and AES.
+
+    The link reuses an existing endpoint, which must meet its rules.
+    """
+    problems = []
+    for e in sql_server.endpoints:
+        if e.state != "STARTED":
+            problems.append(f"{e.name} is {e.state}")
+        if "CERTIFICATE" not in e.connection_auth.upper():
+            problems.append(f"{e.name} authenticates with {e.connection_auth}, not a certificate")
+        if not e.encryption_enabled or "AES" not in e.algorithm.upper():
+            problems.append(f"{e.name} encryption is {e.algorithm or 'off'}, not AES")
+        if e.certificate_expiry is not None and e.certificate_expiry < dt.datetime.now():
+            problems.append(f"{e.name} certificate {e.certificate} expired on {e.certificate_expiry:%Y-%m-%d}")
+    assert not problems, "; ".join(problems)
+
+
+@prereq(
+    "sql-collation-matches-mi",
+    severity=Severity.RECOMMENDED,
+    spec="SQL-17",
+    docs="https://learn.microsoft.com/azure/azure-sql/managed-instance/managed-instance-link-configure-how-to-scripts",
+    remediation="Use the same server collation on {server} and {mi_name} (a server collation change needs a "
+    "rebuild of the system databases).",
+)
+def test_sql_collation_matches_mi(sql_server: SqlServerView, mi: ManagedInstanceView) -> None:
+    """SQL Server and the managed instance use the same server collation.
+
+    A mismatch can change server-name casing and prevent the link from connecting.
+    """
+    ours, theirs = sql_server.product.collation, mi.product.collation
+    assert ours == theirs, f"{sql_server.name} uses {ours}, {mi.name} uses {theirs}"
+
+
+@prereq(
+    "sql-restart-evidence",
+    severity=Severity.INFO,
+    spec="SQL-20",
+    remediation="Restart SQL Server on {server} after changing startup parameters or the availability groups setting.",
+)
+def test_sql_restart_evidence(sql_server: SqlServerView) -> None:
+    """SQL Server reports when it last started, so configuration changes can be tied to a restart.
+
+    Trace flags and the availability-groups feature only take effect after a restart.
+    """
+    started = sql_server.start_time
+    assert isinstance(started, dt.datetime), f"sqlserver_start_time is {started!r}"
