@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from linkgate import drivers
 from linkgate.environment import Auth, Connection, Encrypt, Timeouts
 from linkgate.evidence import Evidence, render_rows
 
@@ -47,6 +46,7 @@ def driver_error(e: BaseException) -> str:
 
 def connection_string(conn: Connection, timeouts: Timeouts, *, database: str = "master") -> str:
     """The ODBC connection string for this connection (it contains the password: never log it)."""
+    from linkgate import drivers
     driver = drivers.resolve(conn.driver)
     encrypt = {Encrypt.STRICT: "strict", Encrypt.MANDATORY: "mandatory", Encrypt.OPTIONAL: "optional"}[conn.encrypt]
     extra: dict[str, str] = {}

@@ -1,0 +1,1 @@
+"""The lab: simulated SQL Server, managed instance, hosts and Azure endpoint, speaking real protocols."""

@@ -1,0 +1,1 @@
+"""Probes: pytest-free readers of facts from SQL, hosts, Azure and the network."""
