@@ -241,7 +241,9 @@ class _Reader:
                 return line
         return line
 
-    def mapping(self, value: Any, key: str, allowed: set[str], required: set[str] = frozenset()) -> dict[str, Any]:
+    def mapping(
+        self, value: Any, key: str, allowed: set[str], required: frozenset[str] | set[str] = frozenset()
+    ) -> dict[str, Any]:
         if value is None:
             value = {}
         if not isinstance(value, dict):

@@ -6,6 +6,7 @@ it out over the environment's targets through `linkgate_target`. No SQL text and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -101,7 +102,7 @@ class _Context:
             raise KeyError(name)
         view = SqlServerView(self.target.server, self._gate.cache.sql_server(self.target.server), self._recorder)
         db = view.database(self.target.database) if self.target.database else None
-        readers = {
+        readers: dict[str, Callable[[], object]] = {
             "sql.major": lambda: view.product.major,
             "sql.endpoints": lambda: view.endpoints,
             "database.encrypted": lambda: db.tde.encrypted if db else False,

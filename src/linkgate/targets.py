@@ -65,7 +65,7 @@ def targets_for(env: Environment, kind: Kind) -> list[Target]:
         # The databases on the managed instance: declared there, else the same names as on SQL Server.
         dbs = mi.databases or tuple(d for s in env.sql_servers.values() for d in s.databases)
         return [Target(env.name, kind, mi.name, d) for d in dict.fromkeys(dbs)]
-    out = []
+    out: list[Target] = []
     for s in env.sql_servers.values():
         os_name = s.host_os.value
         if kind is Kind.DATABASE:

@@ -38,7 +38,7 @@ class Rows:
 
 def driver_error(e: BaseException) -> str:
     """The driver's own message: pyodbc errors carry (SQLSTATE, message)."""
-    args = getattr(e, "args", ())
+    args: tuple[Any, ...] = tuple(getattr(e, "args", ()))
     if len(args) >= 2 and isinstance(args[1], str):
         return f"{args[0]} {args[1]}"
     return str(e) or type(e).__name__

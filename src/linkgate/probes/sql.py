@@ -356,7 +356,10 @@ def read_sql_server(session: OdbcSession, databases: tuple[str, ...]) -> SqlServ
     return _with_counters(facts, session)
 
 
-def _with_counters(facts: Any, session: OdbcSession) -> Any:
+F = TypeVar("F", SqlServerFacts, ManagedInstanceFacts)
+
+
+def _with_counters(facts: F, session: OdbcSession) -> F:
     object.__setattr__(facts, "connections_opened", session.connections_opened)
     object.__setattr__(facts, "round_trips", session.round_trips)
     return facts

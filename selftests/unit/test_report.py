@@ -1,0 +1,58 @@
+"""The verdict, summary.json and the HTML first screen, from records."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+from linkgate.redaction import Redactor
+from linkgate.report import Record, html_summary, summary, unchecked, verdict, write_summary
+
+
+def record(pid: str, target: str, outcome: str, severity: str = "required", message: str = "") -> Record:
+    return Record(pid, f"{pid} holds.", target, severity, outcome, message)
+
+
+def test_verdict_blocks_on_failed_and_error_only() -> None:
+    assert verdict([record("a", "s", "passed"), record("b", "s", "warning", "recommended"),
+                    record("c", "s", "waived"), record("d", "s", "not-applicable")]) == "go"
+    assert verdict([record("a", "s", "passed"), record("b", "s", "failed")]) == "no-go"
+    assert verdict([record("a", "s", "error")]) == "no-go"
+    assert verdict([]) == "no-go", "a gate that checked nothing is not a go"
+
+
+def test_record_round_trips_through_junit_properties() -> None:
+    r = record("sql-master-key", "sql01", "failed", message="no key")
+    r.evidence = [{"target": "sql01", "source": "SQL", "command": "SELECT 1", "result": "(no rows)", "ok": True}]
+    props = r.to_properties()
+    assert ("linkgate.id", "sql-master-key") in props
+    assert ("linkgate.target", "sql01") in props
+    assert Record.from_properties(props) == r
+
+
+def test_summary_document_and_redaction(tmp_path: Path) -> None:
+    records = [record("sql-sysadmin", "sql01", "failed", message="login 'x' with password Sup3r-Secret!"),
+               record("azure-permissions", "mi01", "not-applicable")]
+    doc = summary("prod", "environments/prod.yaml", "SQL_TO_MI", records, started=dt.datetime(2026, 1, 1),
+                  finished=dt.datetime(2026, 1, 1, 0, 1), unchecked=unchecked(records))
+    assert doc["verdict"] == "no-go"
+    assert doc["counts"]["failed"] == 1
+    assert doc["unchecked"] == ["azure-permissions"]
+    path = tmp_path / "summary.json"
+    write_summary(path, doc, Redactor(["Sup3r-Secret!"]))
+    text = path.read_text()
+    assert "Sup3r-Secret!" not in text
+    loaded = json.loads(text)
+    assert {r["prerequisite"] for r in loaded["records"]} == {"sql-sysadmin", "azure-permissions"}
+    assert set(loaded["records"][0]) >= {"prerequisite", "target", "severity", "outcome", "message"}
+
+
+def test_html_summary_shows_verdict_and_matrix_escaped() -> None:
+    records = [record("sql-master-key", "sql01", "failed", message="<script>x</script>"),
+               record("sql-master-key", "sql02", "passed")]
+    html = html_summary(records, "prod", "SQL_TO_MI", [])
+    assert "Verdict: NO-GO" in html
+    assert "<th>sql01</th><th>sql02</th>" in html
+    assert "<script>x</script>" not in html
+    assert "&lt;script&gt;" in html
