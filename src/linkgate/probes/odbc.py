@@ -47,6 +47,7 @@ def driver_error(e: BaseException) -> str:
 def connection_string(conn: Connection, timeouts: Timeouts, *, database: str = "master") -> str:
     """The ODBC connection string for this connection (it contains the password: never log it)."""
     from linkgate import drivers
+
     driver = drivers.resolve(conn.driver)
     encrypt = {Encrypt.STRICT: "strict", Encrypt.MANDATORY: "mandatory", Encrypt.OPTIONAL: "optional"}[conn.encrypt]
     extra: dict[str, str] = {}
@@ -133,6 +134,45 @@ class OdbcSession:
             ) from e
         evidence = Evidence(self.target, "SQL", shown, render_rows(columns, rows), seconds=time.monotonic() - started)
         return Rows(columns, rows, evidence)
+
+    def query_batch(self, statements: Sequence[str]) -> list[Rows | QueryFailed]:
+        """Run statements in one round trip, one result set each; each gets its own rows or error.
+
+        If the batch fails part-way (a permission error, a statement that returns no result set), the
+        statements not yet read are run one by one, so an error belongs to exactly one statement.
+        """
+        self.connect()
+        results: list[Rows | QueryFailed] = []
+        if len(statements) > 1:
+            started = time.monotonic()
+            try:
+                cursor = self._cnxn.cursor()
+                self.round_trips += 1
+                cursor.execute("\n".join(s.strip() for s in statements))
+                for i, statement in enumerate(statements):
+                    if i and not cursor.nextset():
+                        break
+                    if cursor.description is None:
+                        break
+                    columns = tuple(d[0] for d in cursor.description)
+                    rows = [tuple(r) for r in cursor.fetchall()]
+                    evidence = Evidence(
+                        self.target,
+                        "SQL",
+                        statement.strip(),
+                        render_rows(columns, rows),
+                        seconds=time.monotonic() - started,
+                    )
+                    results.append(Rows(columns, rows, evidence))
+                cursor.close()
+            except Exception:
+                pass
+        for statement in statements[len(results) :]:
+            try:
+                results.append(self.query(statement))
+            except QueryFailed as e:
+                results.append(e)
+        return results
 
     def close(self) -> None:
         if self._cnxn is not None:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from linkgate.evidence import Evidence
 from linkgate.probes import sql_queries as q
 from linkgate.probes.facts import Fact, TargetUnreachable
 from linkgate.probes.odbc import OdbcSession, QueryFailed, Rows
@@ -204,25 +203,52 @@ class ManagedInstanceFacts:
     round_trips: int = 0
 
 
-class _Reader:
-    """Runs queries on one session, turning each into a Fact (value or the driver's error)."""
+class _Batch:
+    """Statements sent together in one round trip; each fact group then parses its own result sets."""
 
     def __init__(self, session: OdbcSession) -> None:
         self.session = session
+        self.statements: list[str] = []
+        self.results: list[Rows | QueryFailed] = []
 
-    def fact(self, what: str, run: Callable[[], tuple[T, tuple[Evidence, ...]]]) -> Fact[T]:
+    def add(self, statement: str) -> int:
+        self.statements.append(statement)
+        return len(self.statements) - 1
+
+    def run(self) -> None:
+        self.results = self.session.query_batch(self.statements)
+
+    def fact(self, what: str, parse: Callable[..., T], *indexes: int) -> Fact[T]:
+        """The fact parsed from the result sets at `indexes`, or the first error among them."""
+        results = [self.results[i] for i in indexes]
+        evidence = tuple(r.evidence for r in results)
+        for r in results:
+            if isinstance(r, QueryFailed):
+                return Fact(what, self.session.target, evidence, None, str(r))
         try:
-            value, evidence = run()
-        except QueryFailed as e:
-            return Fact(what, self.session.target, (e.evidence,), None, str(e))
+            value = parse(*results)
+        except (KeyError, TypeError, ValueError) as e:
+            return Fact(what, self.session.target, evidence, None, f"unexpected result: {e!r}")
         return Fact(what, self.session.target, evidence, value)
 
-    def rows(self, sql: str, *params: Any) -> Rows:
-        return self.session.query(sql, params)
+
+def _literal(value: str) -> str:
+    """A string as an N'…' literal, so per-database statements can share one batch."""
+    return "N'" + value.replace("'", "''") + "'"
 
 
-def _product(r: _Reader) -> tuple[Product, tuple[Evidence, ...]]:
-    rows = r.rows(q.PRODUCT)
+def bind(sql: str, *values: str) -> str:
+    """Replace each `?` of the spec's parameterised query with a literal, in order."""
+    parts = sql.split("?")
+    if len(parts) != len(values) + 1:
+        raise ValueError(f"{len(parts) - 1} placeholders for {len(values)} values")
+    out = parts[0]
+    for value, part in zip(values, parts[1:], strict=True):
+        out += _literal(value) + part
+    return out
+
+
+def _product(rows: Rows) -> Product:
     d = rows.one() or {}
     version_text = str(d.get("product_version") or "")
     return Product(
@@ -236,19 +262,119 @@ def _product(r: _Reader) -> tuple[Product, tuple[Evidence, ...]]:
         collation=str(d.get("collation") or ""),
         update_type=d.get("product_update_type"),
         version_string=str(d.get("version_string") or ""),
-    ), (rows.evidence,)
+    )
 
 
-def _login(r: _Reader) -> tuple[Login, tuple[Evidence, ...]]:
-    rows = r.rows(q.LOGIN)
+def _login(rows: Rows) -> Login:
     d = rows.one() or {}
-    return Login(str(d.get("login_name") or ""), d.get("is_sysadmin") == 1), (rows.evidence,)
+    return Login(str(d.get("login_name") or ""), d.get("is_sysadmin") == 1)
 
 
-def _agent_operator(r: _Reader) -> tuple[bool, tuple[Evidence, ...]]:
-    rows = r.rows(q.AGENT_OPERATOR)
+def _agent_operator(rows: Rows) -> bool:
+    return (rows.one() or {}).get("is_agent_operator") == 1
+
+
+def _master_key(rows: Rows) -> MasterKey:
+    d = rows.one()
+    return MasterKey(d is not None, d.get("name") if d else None)
+
+
+def _hadr(rows: Rows) -> Hadr:
     d = rows.one() or {}
-    return d.get("is_agent_operator") == 1, (rows.evidence,)
+    return Hadr(d.get("is_hadr_enabled"), d.get("hadr_manager_status"))
+
+
+def _trace_flags(rows: Rows) -> frozenset[int]:
+    return frozenset(int(d["TraceFlag"]) for d in rows.dicts() if d.get("Global") == 1 and d.get("Status") == 1)
+
+
+def _startup(rows: Rows) -> StartupParameters:
+    return StartupParameters(tuple(str(d["value_data"]) for d in rows.dicts()))
+
+
+def _agent(services: Rows, xps: Rows) -> AgentState:
+    s = services.one() or {}
+    x = xps.one() or {}
+    return AgentState(s.get("status_desc"), s.get("startup_type_desc"), x.get("agent_xps"))
+
+
+def _endpoints(rows: Rows) -> tuple[Endpoint, ...]:
+    return tuple(
+        Endpoint(
+            str(d["name"]),
+            str(d["state_desc"]),
+            str(d["connection_auth_desc"] or ""),
+            bool(d["is_encryption_enabled"]),
+            str(d["encryption_algorithm_desc"] or ""),
+            int(d["port"]),
+            d.get("certificate_name"),
+            d.get("expiry_date"),
+        )
+        for d in rows.dicts()
+    )
+
+
+def _start_time(rows: Rows) -> dt.datetime:
+    value = (rows.one() or {})["sqlserver_start_time"]
+    if not isinstance(value, dt.datetime):
+        raise TypeError(f"sqlserver_start_time is {value!r}")
+    return value
+
+
+def _host_info(rows: Rows) -> HostInfo:
+    d = rows.one() or {}
+    return HostInfo(
+        str(d.get("host_platform") or ""), str(d.get("host_distribution") or ""), str(d.get("host_release") or "")
+    )
+
+
+def _wsfc(clusters: Rows, members: Rows, grants: Rows) -> Wsfc:
+    granted = frozenset(str(d["permission_name"]) for d in grants.dicts() if str(d["state_desc"]).startswith("GRANT"))
+    return Wsfc(tuple(clusters.dicts()), tuple(members.dicts()), granted)
+
+
+def _tde(rows: Rows) -> Tde:
+    d = rows.one()
+    if d is None:
+        return Tde(None, None, None, None)
+    return Tde(d.get("encryption_state"), d.get("encryptor_type"), d.get("certificate_name"), d.get("expiry_date"))
+
+
+def _database_state(name: str) -> Callable[[Rows], DatabaseState]:
+    def parse(rows: Rows) -> DatabaseState:
+        d = rows.one()
+        if d is None:
+            return DatabaseState(name, False)
+        return DatabaseState(
+            name,
+            True,
+            d.get("recovery_model_desc"),
+            d.get("state_desc"),
+            d.get("last_log_backup_lsn"),
+            bool(d.get("is_broker_enabled")),
+        )
+
+    return parse
+
+
+def _full_backup(rows: Rows) -> FullBackup | None:
+    d = rows.one()
+    return None if d is None else FullBackup(d["backup_finish_date"], bool(d.get("has_backup_checksums")))
+
+
+def _storage(groups: Rows, logs: Rows, tables: Rows, memopt: Rows) -> StorageFeatures:
+    by_type = {str(d["type"]).strip(): int(d["containers"]) for d in groups.dicts()}
+    return StorageFeatures(
+        filestream_filegroups=1 if "FD" in by_type else 0,
+        xtp_containers=by_type.get("FX"),
+        log_files=int((logs.one() or {}).get("log_files") or 0),
+        filetables=int((tables.one() or {}).get("filetables") or 0),
+        memory_optimized_tables=int((memopt.one() or {}).get("memopt_tables") or 0),
+    )
+
+
+def _availability_groups(rows: Rows) -> AgMembership:
+    return AgMembership(tuple((str(d["name"]), int(d["db_count"])) for d in rows.dicts()))
 
 
 def _connect(session: OdbcSession) -> None:
@@ -258,100 +384,85 @@ def _connect(session: OdbcSession) -> None:
         raise TargetUnreachable(session.target, str(e), (e.evidence,)) from e
 
 
+def _not_read(what: str, target: str, value: T) -> Fact[T]:
+    """A fact that, by the facts already read, does not exist on this version (e.g. WSFC outside 2016)."""
+    return Fact(what, target, (), value)
+
+
 def read_sql_server(session: OdbcSession, databases: tuple[str, ...]) -> SqlServerFacts:
-    """Every fact the SQL Server checks use, read once over `session`."""
+    """Every fact the SQL Server checks use, read once over `session` in two round trips."""
     _connect(session)
-    r = _Reader(session)
-    product = r.fact("the version and edition", lambda: _product(r))
+    first = _Batch(session)
+    i = {
+        name: first.add(sql)
+        for name, sql in (
+            ("login", q.LOGIN),
+            ("product", q.PRODUCT),
+            ("master_key", q.MASTER_KEY),
+            ("hadr", q.HADR),
+            ("startup", q.STARTUP_PARAMETERS),
+            ("services", q.AGENT_SERVICE),
+            ("xps", q.AGENT_XPS),
+            ("operator", q.AGENT_OPERATOR),
+            ("endpoints", q.ENDPOINTS),
+            ("start", q.START_TIME),
+            ("trace", q.TRACE_FLAGS),  # last: it may return no result set when no flag is on
+        )
+    }
+    first.run()
+    product = first.fact("the version and edition", _product, i["product"])
     major = product.value.major if product.value else 0
 
-    def host_info() -> tuple[HostInfo | None, tuple[Evidence, ...]]:
-        if major and major < 14:
-            return None, ()
-        rows = r.rows(q.HOST_INFO)
-        d = rows.one() or {}
-        return HostInfo(
-            str(d.get("host_platform") or ""), str(d.get("host_distribution") or ""), str(d.get("host_release") or "")
-        ), (rows.evidence,)
-
-    def master_key() -> tuple[MasterKey, tuple[Evidence, ...]]:
-        rows = r.rows(q.MASTER_KEY)
-        d = rows.one()
-        return MasterKey(d is not None, d.get("name") if d else None), (rows.evidence,)
-
-    def hadr() -> tuple[Hadr, tuple[Evidence, ...]]:
-        rows = r.rows(q.HADR)
-        d = rows.one() or {}
-        return Hadr(d.get("is_hadr_enabled"), d.get("hadr_manager_status")), (rows.evidence,)
-
-    def trace_flags() -> tuple[frozenset[int], tuple[Evidence, ...]]:
-        rows = r.rows(q.TRACE_FLAGS)
-        on = frozenset(int(d["TraceFlag"]) for d in rows.dicts() if d.get("Global") == 1 and d.get("Status") == 1)
-        return on, (rows.evidence,)
-
-    def startup() -> tuple[StartupParameters, tuple[Evidence, ...]]:
-        rows = r.rows(q.STARTUP_PARAMETERS)
-        return StartupParameters(tuple(str(d["value_data"]) for d in rows.dicts())), (rows.evidence,)
-
-    def agent() -> tuple[AgentState, tuple[Evidence, ...]]:
-        services = r.rows(q.AGENT_SERVICE)
-        xps = r.rows(q.AGENT_XPS)
-        s = services.one() or {}
-        x = xps.one() or {}
-        return AgentState(s.get("status_desc"), s.get("startup_type_desc"), x.get("agent_xps")), (
-            services.evidence,
-            xps.evidence,
+    second = _Batch(session)
+    host = second.add(q.HOST_INFO) if major >= 14 or not major else None
+    wsfc = (
+        [second.add(q.WSFC_CLUSTER), second.add(q.WSFC_MEMBERS), second.add(q.WSFC_SYSTEM_GRANTS)]
+        if major == 13
+        else []
+    )
+    per_db = {
+        name: (
+            second.add(bind(q.DATABASE_STATE, name)),
+            second.add(bind(q.LAST_FULL_BACKUP, name, name)),
+            second.add(bind(q.TDE, name)),
+            [
+                second.add(q.in_database(name, sql))
+                for sql in (q.XTP_AND_FILESTREAM, q.LOG_FILES, q.FILETABLES, q.MEMORY_OPTIMIZED_TABLES)
+            ],
+            second.add(bind(q.AVAILABILITY_GROUPS, name)),
         )
-
-    def endpoints() -> tuple[tuple[Endpoint, ...], tuple[Evidence, ...]]:
-        rows = r.rows(q.ENDPOINTS)
-        return tuple(
-            Endpoint(
-                str(d["name"]),
-                str(d["state_desc"]),
-                str(d["connection_auth_desc"] or ""),
-                bool(d["is_encryption_enabled"]),
-                str(d["encryption_algorithm_desc"] or ""),
-                int(d["port"]),
-                d.get("certificate_name"),
-                d.get("expiry_date"),
-            )
-            for d in rows.dicts()
-        ), (rows.evidence,)
-
-    def wsfc() -> tuple[Wsfc | None, tuple[Evidence, ...]]:
-        if major != 13:
-            return None, ()
-        clusters, members, grants = r.rows(q.WSFC_CLUSTER), r.rows(q.WSFC_MEMBERS), r.rows(q.WSFC_SYSTEM_GRANTS)
-        granted = frozenset(
-            str(d["permission_name"]) for d in grants.dicts() if str(d["state_desc"]).startswith("GRANT")
-        )
-        return Wsfc(tuple(clusters.dicts()), tuple(members.dicts()), granted), (
-            clusters.evidence,
-            members.evidence,
-            grants.evidence,
-        )
-
-    def start_time() -> tuple[dt.datetime, tuple[Evidence, ...]]:
-        rows = r.rows(q.START_TIME)
-        d = rows.one() or {}
-        return d["sqlserver_start_time"], (rows.evidence,)
-
+        for name in databases
+    }
+    second.run()
+    target = session.target
     facts = SqlServerFacts(
-        target=session.target,
-        login=r.fact("the login's server roles", lambda: _login(r)),
+        target=target,
+        login=first.fact("the login's server roles", _login, i["login"]),
         product=product,
-        host_info=r.fact("the host platform", host_info),
-        master_key=r.fact("the database master key", master_key),
-        hadr=r.fact("the availability-groups feature state", hadr),
-        trace_flags=r.fact("the global trace flags", trace_flags),
-        startup_parameters=r.fact("the startup parameters", startup),
-        agent=r.fact("the SQL Server Agent state", agent),
-        agent_operator=r.fact("msdb SQLAgentOperatorRole membership", lambda: _agent_operator(r)),
-        endpoints=r.fact("the database mirroring endpoints", endpoints),
-        wsfc=r.fact("the Windows Server failover cluster", wsfc),
-        start_time=r.fact("the instance start time", start_time),
-        databases={name: _database(r, name) for name in databases},
+        host_info=second.fact("the host platform", _host_info, host)
+        if host is not None
+        else _not_read("the host platform", target, None),
+        master_key=first.fact("the database master key", _master_key, i["master_key"]),
+        hadr=first.fact("the availability-groups feature state", _hadr, i["hadr"]),
+        trace_flags=first.fact("the global trace flags", _trace_flags, i["trace"]),
+        startup_parameters=first.fact("the startup parameters", _startup, i["startup"]),
+        agent=first.fact("the SQL Server Agent state", _agent, i["services"], i["xps"]),
+        agent_operator=first.fact("msdb SQLAgentOperatorRole membership", _agent_operator, i["operator"]),
+        endpoints=first.fact("the database mirroring endpoints", _endpoints, i["endpoints"]),
+        wsfc=second.fact("the Windows Server failover cluster", _wsfc, *wsfc)
+        if wsfc
+        else _not_read("the Windows Server failover cluster", target, None),
+        start_time=first.fact("the instance start time", _start_time, i["start"]),
+        databases={
+            name: DatabaseFacts(
+                state=second.fact(f"the recovery state of {name}", _database_state(name), state),
+                last_full_backup=second.fact(f"the backup history of {name}", _full_backup, backup),
+                tde=second.fact(f"the encryption state of {name}", _tde, tde),
+                storage=second.fact(f"the files and filegroups of {name}", _storage, *storage),
+                availability_groups=second.fact(f"the availability groups of {name}", _availability_groups, ags),
+            )
+            for name, (state, backup, tde, storage, ags) in per_db.items()
+        },
     )
     return _with_counters(facts, session)
 
@@ -365,100 +476,39 @@ def _with_counters(facts: F, session: OdbcSession) -> F:
     return facts
 
 
-def _tde(r: _Reader, name: str) -> Fact[Tde]:
-    def run() -> tuple[Tde, tuple[Evidence, ...]]:
-        rows = r.rows(q.TDE, name)
-        d = rows.one()
-        if d is None:
-            return Tde(None, None, None, None), (rows.evidence,)
-        return Tde(
-            d.get("encryption_state"), d.get("encryptor_type"), d.get("certificate_name"), d.get("expiry_date")
-        ), (rows.evidence,)
-
-    return r.fact(f"the encryption state of {name}", run)
-
-
-def _database(r: _Reader, name: str) -> DatabaseFacts:
-    def state() -> tuple[DatabaseState, tuple[Evidence, ...]]:
-        rows = r.rows(q.DATABASE_STATE, name)
-        d = rows.one()
-        if d is None:
-            return DatabaseState(name, False), (rows.evidence,)
-        return DatabaseState(
-            name,
-            True,
-            d.get("recovery_model_desc"),
-            d.get("state_desc"),
-            d.get("last_log_backup_lsn"),
-            bool(d.get("is_broker_enabled")),
-        ), (rows.evidence,)
-
-    def backup() -> tuple[FullBackup | None, tuple[Evidence, ...]]:
-        rows = r.rows(q.LAST_FULL_BACKUP, name, name)
-        d = rows.one()
-        if d is None:
-            return None, (rows.evidence,)
-        return FullBackup(d["backup_finish_date"], bool(d.get("has_backup_checksums"))), (rows.evidence,)
-
-    def storage() -> tuple[StorageFeatures, tuple[Evidence, ...]]:
-        groups = r.rows(q.in_database(name, q.XTP_AND_FILESTREAM))
-        logs = r.rows(q.in_database(name, q.LOG_FILES))
-        tables = r.rows(q.in_database(name, q.FILETABLES))
-        memopt = r.rows(q.in_database(name, q.MEMORY_OPTIMIZED_TABLES))
-        by_type = {str(d["type"]).strip(): int(d["containers"]) for d in groups.dicts()}
-        return StorageFeatures(
-            filestream_filegroups=1 if "FD" in by_type else 0,
-            xtp_containers=by_type.get("FX"),
-            log_files=int((logs.one() or {}).get("log_files") or 0),
-            filetables=int((tables.one() or {}).get("filetables") or 0),
-            memory_optimized_tables=int((memopt.one() or {}).get("memopt_tables") or 0),
-        ), (groups.evidence, logs.evidence, tables.evidence, memopt.evidence)
-
-    def ags() -> tuple[AgMembership, tuple[Evidence, ...]]:
-        rows = r.rows(q.AVAILABILITY_GROUPS, name)
-        return AgMembership(tuple((str(d["name"]), int(d["db_count"])) for d in rows.dicts())), (rows.evidence,)
-
-    return DatabaseFacts(
-        state=r.fact(f"the recovery state of {name}", state),
-        last_full_backup=r.fact(f"the backup history of {name}", backup),
-        tde=_tde(r, name),
-        storage=r.fact(f"the files and filegroups of {name}", storage),
-        availability_groups=r.fact(f"the availability groups of {name}", ags),
-    )
+def _fabric(params: Rows, primary: Rows) -> Fabric:
+    values: dict[str, str] = {}
+    for d in params.dicts():
+        if str(d["parameter_name"]) == "InstanceName" and str(d["section_name"]) != "SQL":
+            continue
+        values[str(d["parameter_name"])] = str(d["value"])
+    instance = values.get("InstanceName")
+    cluster = values.get("ClusterName")
+    node = None
+    for d in primary.dicts():
+        app = str(d["service_name"]).rsplit("/", 1)[-1]
+        if instance is None or app.lower() == instance.lower():
+            node = f"{d['node_name']}.{cluster}" if cluster else str(d["node_name"])
+            break
+    port = values.get("HadrPort")
+    return Fabric(values.get("DnsRecordName"), cluster, instance, int(port) if port and port.isdigit() else None, node)
 
 
 def read_managed_instance(session: OdbcSession, databases: tuple[str, ...]) -> ManagedInstanceFacts:
-    """Every fact the managed-instance checks use, read once over `session`."""
+    """Every fact the managed-instance checks use, read once over `session` in one round trip."""
     _connect(session)
-    r = _Reader(session)
-
-    def fabric() -> tuple[Fabric, tuple[Evidence, ...]]:
-        params = r.rows(q.FABRIC_PARAMETERS)
-        primary = r.rows(q.FABRIC_PRIMARY)
-        values: dict[str, str] = {}
-        for d in params.dicts():
-            if str(d["parameter_name"]) == "InstanceName" and str(d["section_name"]) != "SQL":
-                continue
-            values[str(d["parameter_name"])] = str(d["value"])
-        instance = values.get("InstanceName")
-        cluster = values.get("ClusterName")
-        node = None
-        for d in primary.dicts():
-            app = str(d["service_name"]).rsplit("/", 1)[-1]
-            if instance is None or app.lower() == instance.lower():
-                node = f"{d['node_name']}.{cluster}" if cluster else str(d["node_name"])
-                break
-        port = values.get("HadrPort")
-        return Fabric(
-            values.get("DnsRecordName"), cluster, instance, int(port) if port and port.isdigit() else None, node
-        ), (params.evidence, primary.evidence)
-
+    batch = _Batch(session)
+    login, product, params, primary, operator = (
+        batch.add(sql) for sql in (q.LOGIN, q.PRODUCT, q.FABRIC_PARAMETERS, q.FABRIC_PRIMARY, q.AGENT_OPERATOR)
+    )
+    tde = {name: batch.add(bind(q.TDE, name)) for name in databases}
+    batch.run()
     facts = ManagedInstanceFacts(
         target=session.target,
-        login=r.fact("the login's server roles", lambda: _login(r)),
-        product=r.fact("the engine edition and update policy", lambda: _product(r)),
-        fabric=r.fact("the fabric parameters (node and HADR port)", fabric),
-        agent_operator=r.fact("msdb SQLAgentOperatorRole membership", lambda: _agent_operator(r)),
-        databases={name: _tde(r, name) for name in databases},
+        login=batch.fact("the login's server roles", _login, login),
+        product=batch.fact("the engine edition and update policy", _product, product),
+        fabric=batch.fact("the fabric parameters (node and HADR port)", _fabric, params, primary),
+        agent_operator=batch.fact("msdb SQLAgentOperatorRole membership", _agent_operator, operator),
+        databases={name: batch.fact(f"the encryption state of {name}", _tde, index) for name, index in tde.items()},
     )
     return _with_counters(facts, session)

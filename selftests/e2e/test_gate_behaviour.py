@@ -1,0 +1,75 @@
+"""How the gate behaves on the wire: read-only, secrets kept, dead targets, waivers, the demo command."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from typing import Any
+
+from linkgate.lab.engine import is_read_only
+from selftests.e2e.harness import ROOT, GateRunner, run_pytest_gate
+
+
+def test_gate_sends_nothing_that_changes_state(gate: GateRunner) -> None:
+    run = gate("healthy")
+    assert run.returncode == 0
+    sent = [s for log in run.statements.values() for s in log]
+    assert len(sent) > 20
+    writes = [s.text for s in sent if not is_read_only(s.text)]
+    assert writes == []
+
+
+def test_secrets_never_reach_any_output(gate: GateRunner) -> None:
+    password = os.environ["LINKGATE_LAB_PASSWORD"]
+    run = gate("healthy", "-v")
+    assert password not in run.text_of_every_output()
+
+    def wrong_password(env: dict[str, Any]) -> None:
+        env["managed_instance"]["password_env"] = "LINKGATE_WRONG_PASSWORD"
+
+    os.environ["LINKGATE_WRONG_PASSWORD"] = "Wr0ng-but-secret-" + password[-6:]
+    try:
+        failed = gate("healthy", "-v", edit=wrong_password)
+    finally:
+        wrong = os.environ.pop("LINKGATE_WRONG_PASSWORD")
+    everything = failed.text_of_every_output()
+    assert failed.returncode == 1
+    assert "Login failed for user 'linkgate'" in everything
+    assert wrong not in everything
+    assert password not in everything
+
+
+def test_unreachable_target_errors_every_check_once(gate: GateRunner) -> None:
+    run = gate("sql01-refuses-connections")
+    assert run.returncode == 1
+    sql01 = [r for r in run.records() if r["target"].split("/")[0] == "sql01"]
+    applicable = [r for r in sql01 if r["outcome"] != "not-applicable"]
+    assert applicable, "every sql01 check must be reported"
+    assert {r["outcome"] for r in applicable} == {"error"}
+    assert all("unreachable" in r["message"] for r in applicable)
+    assert {r["outcome"] for r in run.records() if r["target"] == "mi01"} <= {"passed", "not-applicable"}
+
+
+def test_waivers_accept_a_failure_until_they_expire(gate: GateRunner) -> None:
+    def waive(expires: dt.date) -> Any:
+        def edit(env: dict[str, Any]) -> None:
+            env["waivers"] = [{"prerequisite": "sql-master-key", "target": "sql01", "reason": "created at cutover",
+                               "owner": "dba@example.com", "expires": expires.isoformat()}]
+        return edit
+
+    waived = gate("sql-no-master-key", edit=waive(dt.date.today() + dt.timedelta(days=30)))
+    assert waived.returncode == 0
+    assert waived.outcome_of("sql-master-key", "sql01") == "waived"
+    expired = gate("sql-no-master-key", edit=waive(dt.date.today() - dt.timedelta(days=1)))
+    assert expired.returncode == 1
+    assert expired.outcome_of("sql-master-key", "sql01") == "failed"
+    (record,) = [r for r in expired.records("failed")]
+    assert "expired" in record["message"]
+
+
+def test_readme_first_command_runs_the_demo(tmp_path: Any) -> None:
+    """`pytest --env demo` starts the lab itself and writes the three reports."""
+    proc = run_pytest_gate(ROOT / "environments" / "demo.yaml", tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junit.xml", "linkgate.html", "summary.json"]
+    assert "linkgate verdict for demo: GO" in proc.stdout

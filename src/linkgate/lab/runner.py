@@ -1,0 +1,145 @@
+"""Starts and stops a whole lab from a scenario: SQL instances, lab hosts, the ARM endpoint.
+
+Used by `python -m linkgate.lab serve`, by `pytest --env demo` (through that command), and in-process
+by the self-tests, which ask for ephemeral ports so that many labs can run side by side.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from linkgate.lab.backend import InstanceBackend
+from linkgate.lab.scenario import InstanceSpec, Scenario
+
+PASSWORD_VARIABLE = "LINKGATE_LAB_PASSWORD"
+
+
+@dataclass(frozen=True)
+class Listening:
+    """Where one simulated instance accepts connections."""
+
+    name: str
+    flavour: str
+    address: str
+    port: int
+
+
+def ensure_password() -> str:
+    """The lab login's password: the caller's LINKGATE_LAB_PASSWORD, else a random one for this process."""
+    value = os.environ.get(PASSWORD_VARIABLE)
+    if not value:
+        value = "Lg!" + secrets.token_urlsafe(18)
+        os.environ[PASSWORD_VARIABLE] = value
+    return value
+
+
+class Lab:
+    """A running lab. Use as a context manager, or start()/stop()."""
+
+    def __init__(self, scenario: Scenario, *, workdir: Path | None = None, ephemeral_ports: bool = False) -> None:
+        self.scenario = scenario
+        self.ephemeral_ports = ephemeral_ports
+        self._own_workdir = workdir is None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="linkgate-lab-"))
+        self.listening: dict[str, Listening] = {}
+        self.backends: dict[str, InstanceBackend] = {}
+        self._sql: Any = None
+        self.certificate: Path | None = None
+
+    def __enter__(self) -> Lab:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> Lab:
+        from linkgate.lab.certs import write_self_signed
+        from linkgate.lab.engine import SimulatedInstance
+        from linkgate.lab.tds import LabSqlServer
+
+        ensure_password()
+        cert, key = write_self_signed(self.workdir, names=("localhost", "127.0.0.1"))
+        self.certificate = cert
+        self._sql = LabSqlServer(cert_file=cert, key_file=key)
+        self._sql.start()
+        try:
+            for name, spec in self.scenario.instances.items():
+                if self.ephemeral_ports:
+                    spec = dataclasses.replace(spec, port=0)
+                backend = SimulatedInstance(spec)
+                host, port = self._sql.add(backend, spec.address, spec.port)
+                self.backends[name] = backend
+                self.listening[name] = Listening(name, spec.flavour, host, port)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self._sql is not None:
+            self._sql.stop()
+            self._sql = None
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def ready_document(self) -> dict[str, Any]:
+        """What `serve --ready-file` writes: where each instance listens (no secrets)."""
+        return {
+            "scenario": self.scenario.name,
+            "instances": {n: dataclasses.asdict(v) for n, v in self.listening.items()},
+            "certificate": str(self.certificate) if self.certificate else None,
+        }
+
+    def environment(self, *, name: str = "lab") -> dict[str, Any]:
+        """An environment file's content that checks this running lab (for self-tests and `serve`)."""
+        sql = {n: s for n, s in self.scenario.instances.items() if s.flavour == "sqlserver"}
+        mi_name, mi_spec = next((n, s) for n, s in self.scenario.instances.items() if s.flavour != "sqlserver")
+        env: dict[str, Any] = {
+            "description": f"lab scenario {self.scenario.name}",
+            "direction": "SQL_TO_MI",
+            "cloud": "AzureCloud",
+            "timeouts": {"connect": 5, "query": 10},
+            "sql_servers": {n: self._sql_entry(n, s) for n, s in sql.items()},
+            "managed_instance": {
+                "name": mi_name,
+                **self._connection(mi_name),
+                "fqdn": _fqdn(mi_spec),
+                "subnet": str(self.scenario.environment.get("mi_subnet", "198.18.2.0/24")),
+            },
+        }
+        for key, value in self.scenario.environment.items():
+            if key in ("direction", "cloud", "active_probes"):
+                env[key] = value
+        return env
+
+    def write_environment(self, path: Path) -> Path:
+        path.write_text(yaml.safe_dump(self.environment(), sort_keys=False), encoding="utf-8")
+        return path
+
+    def _connection(self, name: str) -> dict[str, Any]:
+        where = self.listening[name]
+        return {"server": where.address, "port": where.port, "user": "linkgate", "password_env": PASSWORD_VARIABLE,
+                "encrypt": "mandatory", "trust_server_certificate": True}
+
+    def _sql_entry(self, name: str, spec: InstanceSpec) -> dict[str, Any]:
+        return {
+            **self._connection(name),
+            "host_os": "linux" if spec.host_platform.lower() == "linux" else "windows",
+            "instance": spec.instance_name or "MSSQLSERVER",
+            "endpoint_port": 5022,
+            "address_seen_by_mi": str(self.scenario.environment.get("sql_ip", "198.18.1.10")),
+            "databases": list(spec.databases_to_link),
+        }
+
+
+def _fqdn(spec: InstanceSpec) -> str:
+    return spec.fqdn or f"{spec.name}.a1b2c3d4e5f6.database.windows.net"

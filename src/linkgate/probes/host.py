@@ -1,0 +1,621 @@
+"""Facts about the machine that runs SQL Server, read over a testinfra host (ssh on Linux, WinRM on Windows).
+
+Every fact keeps the commands that produced it and what they printed, as Evidence. Linux facts come
+from the files and tools an operator would use (`systemctl`, /var/opt/mssql/mssql.conf, `df`/`lsblk`,
+`ip`, and the firewall's own listing); deciding whether a flow passes the firewall is left to
+`linkgate.firewall`. Windows facts come from one PowerShell script each, run as `powershell.exe
+-EncodedCommand` (testinfra's WinRM backend speaks cmd.exe) and answering in JSON, parsed here.
+"""
+
+from __future__ import annotations
+
+import base64
+import configparser
+import enum
+import ipaddress
+import json
+import re
+import shlex
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from linkgate.evidence import Evidence
+from linkgate.firewall.flows import Flow, Verdict
+from linkgate.firewall.netfilter import evaluate_iptables, evaluate_nft
+from linkgate.probes.facts import Fact, TargetUnreachable
+
+T = TypeVar("T")
+MSSQL_CONF = "/var/opt/mssql/mssql.conf"
+MSSQL_DATA = "/var/opt/mssql/data"
+TRACEFLAG_KEY = re.compile(r"^traceflag\d*$")
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off"}
+CMD_EXE_LIMIT = 8191
+"""cmd.exe refuses longer command lines; every encoded PowerShell command must stay below it."""
+
+
+class CommandFailed(Exception):
+    """A command ran but did not give an answer the probe can read; the message says what it printed."""
+
+    def __init__(self, message: str, evidence: Evidence) -> None:
+        super().__init__(message)
+        self.evidence = evidence
+
+
+@dataclass(frozen=True)
+class Ran:
+    """One command on a host and everything it returned."""
+
+    command: str
+    rc: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    def evidence(self, target: str, ok: bool | None = None) -> Evidence:
+        text = self.stdout.rstrip() or "(no output)"
+        if self.stderr.strip():
+            text += f"\nstderr: {self.stderr.strip()}"
+        return Evidence(
+            target, "host", self.command, f"exit {self.rc}\n{text}", self.rc == 0 if ok is None else ok, self.seconds
+        )
+
+
+class Shell:
+    """Runs commands on one testinfra host (`testinfra.host.Host`), with sudo when asked, timing each."""
+
+    def __init__(self, host: Any, target: str, *, sudo: bool = False) -> None:
+        self.host = host
+        self.target = target
+        self.sudo = sudo
+
+    def run(self, command: str, *, privileged: bool = False) -> Ran:
+        """Run `command` (already quoted); a transport failure (ssh, WinRM) raises TargetUnreachable."""
+        full = f"sudo -n {command}" if privileged and self.sudo else command
+        started = time.monotonic()
+        try:
+            result = self.host.run(full)
+        except Exception as e:  # paramiko, OpenSSH, pywinrm each raise their own types
+            raise TargetUnreachable(self.target, f"{type(e).__name__}: {e}") from e
+        return Ran(full, int(result.rc), str(result.stdout), str(result.stderr), time.monotonic() - started)
+
+    def fact(self, what: str, read: Callable[[Shell], tuple[T, tuple[Evidence, ...]]]) -> Fact[T]:
+        """A fact read with `read`, or the reason it could not be read (TargetUnreachable propagates)."""
+        try:
+            value, evidence = read(self)
+        except CommandFailed as e:
+            return Fact(what, self.target, (e.evidence,), None, str(e))
+        return Fact(what, self.target, evidence, value)
+
+
+# --- Linux: the mssql-server unit ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """What `systemctl is-active` and `is-enabled` say about one unit."""
+
+    name: str
+    active: str  # active, inactive, failed, activating…
+    enabled: str  # enabled, disabled, masked, static… or "not-found"
+
+    @property
+    def running(self) -> bool:
+        return self.active == "active"
+
+    @property
+    def is_enabled(self) -> bool:
+        """Starts at boot: enabled (also enabled-runtime and alias, which systemd starts the same way)."""
+        return self.enabled in ("enabled", "enabled-runtime", "alias")
+
+
+def read_service(shell: Shell, name: str = "mssql-server") -> tuple[ServiceState, tuple[Evidence, ...]]:
+    active = shell.run(f"systemctl is-active {shlex.quote(name)}")
+    enabled = shell.run(f"systemctl is-enabled {shlex.quote(name)}")
+    evidence = (active.evidence(shell.target, active.rc in (0, 3)), enabled.evidence(shell.target))
+    if active.rc == 127 or enabled.rc == 127:
+        raise CommandFailed(
+            "systemctl is not installed: this host does not run systemd, so the service state of "
+            f"{name} cannot be read",
+            evidence[0],
+        )
+    state = enabled.stdout.strip() or ("not-found" if "No such file" in enabled.stderr else "unknown")
+    return ServiceState(name, active.stdout.strip() or "unknown", state), evidence
+
+
+# --- Linux: mssql.conf -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MssqlConf:
+    """/var/opt/mssql/mssql.conf, parsed. Absent keys mean SQL Server's defaults (HADR and the Agent off)."""
+
+    path: str
+    present: bool
+    sections: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    modified: int | None = None  # mtime, seconds since the epoch: newer than SQL Server's start = restart pending
+
+    def value(self, section: str, key: str) -> str | None:
+        return self.sections.get(section, {}).get(key)
+
+    @property
+    def hadr_enabled(self) -> bool:
+        """`[hadr] hadrenabled = 1`."""
+        return (self.value("hadr", "hadrenabled") or "").strip() == "1"
+
+    @property
+    def trace_flags(self) -> frozenset[int]:
+        """Every `[traceflag] traceflagN = flag` (keys `traceflag`, `traceflag0`, `traceflag1`, …)."""
+        flags = set()
+        for key, value in self.sections.get("traceflag", {}).items():
+            if TRACEFLAG_KEY.match(key) and value.strip().isdigit():
+                flags.add(int(value.strip()))
+        return frozenset(flags)
+
+    @property
+    def agent_enabled(self) -> bool:
+        """`[sqlagent] enabled = true`; absent means disabled (the documented default)."""
+        return (self.value("sqlagent", "enabled") or "").strip().lower() in TRUE_WORDS
+
+
+def parse_mssql_conf(text: str, path: str = MSSQL_CONF, modified: int | None = None) -> MssqlConf:
+    """Parse mssql.conf text; a syntax error raises ValueError naming the line."""
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read_string(text, source=path)
+    except configparser.Error as e:
+        raise ValueError(f"{path} is not valid INI: {e}") from None
+    sections = {s.lower(): {k.lower(): v for k, v in parser.items(s)} for s in parser.sections()}
+    return MssqlConf(path, True, sections, modified)
+
+
+def read_mssql_conf(shell: Shell, path: str = MSSQL_CONF) -> tuple[MssqlConf, tuple[Evidence, ...]]:
+    stat = shell.run(f"stat -c %Y -- {shlex.quote(path)}")
+    if stat.rc != 0 and "No such file" in stat.stderr:
+        return MssqlConf(path, False), (stat.evidence(shell.target, ok=True),)
+    content = shell.run(f"cat -- {shlex.quote(path)}", privileged=True)
+    evidence = (stat.evidence(shell.target), content.evidence(shell.target))
+    if stat.rc != 0 or content.rc != 0:
+        raise CommandFailed(f"cannot read {path}: {(content.stderr or stat.stderr).strip()}", evidence[-1])
+    try:
+        return parse_mssql_conf(content.stdout, path, int(stat.stdout.strip())), evidence
+    except ValueError as e:
+        raise CommandFailed(str(e), evidence[-1]) from None
+
+
+# --- Linux: the log volume's sector size --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SectorSize:
+    """The sector sizes of the block device under a path (None when it is not on a block device)."""
+
+    path: str
+    source: str  # what df names: /dev/sda1, /dev/mapper/vg-log, or overlay, tmpfs…
+    physical: int | None
+    logical: int | None
+
+
+def read_sector_size(shell: Shell, path: str = MSSQL_DATA) -> tuple[SectorSize, tuple[Evidence, ...]]:
+    """Physical and logical sector size of the device holding `path` (df, then lsblk).
+
+    testinfra's `block_device().sector_size` is the logical size; trace flag 1800 is about the physical one.
+    """
+    df = shell.run(f"df --output=source -- {shlex.quote(path)}")
+    lines = df.stdout.split("\n")
+    if df.rc != 0 or len(lines) < 2:
+        raise CommandFailed(f"df cannot tell which device holds {path}: {df.stderr.strip()}", df.evidence(shell.target))
+    source = lines[1].strip()
+    if not source.startswith("/dev/"):
+        return SectorSize(path, source, None, None), (df.evidence(shell.target),)
+    lsblk = shell.run(f"lsblk -bdno PHY-SEC,LOG-SEC -- {shlex.quote(source)}")
+    evidence = (df.evidence(shell.target), lsblk.evidence(shell.target))
+    sizes = lsblk.stdout.split()
+    if lsblk.rc != 0 or len(sizes) != 2 or not all(s.isdigit() for s in sizes):
+        raise CommandFailed(f"lsblk cannot read the sector sizes of {source}: {lsblk.stderr.strip()}", evidence[-1])
+    return SectorSize(path, source, int(sizes[0]), int(sizes[1])), evidence
+
+
+# --- Linux: addresses -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LocalNetworks:
+    """The host's global IPv4 addresses with their prefixes (`ip -4 addr`): the networks it sits in."""
+
+    interfaces: tuple[ipaddress.IPv4Interface, ...]
+
+    @property
+    def networks(self) -> tuple[ipaddress.IPv4Network, ...]:
+        return tuple(dict.fromkeys(i.network for i in self.interfaces))
+
+
+def read_networks(shell: Shell) -> tuple[LocalNetworks, tuple[Evidence, ...]]:
+    ran = shell.run("ip -j -4 address show scope global")
+    evidence = ran.evidence(shell.target)
+    try:
+        links = json.loads(ran.stdout) if ran.rc == 0 else None
+    except json.JSONDecodeError:
+        links = None
+    if not isinstance(links, list):
+        raise CommandFailed(f"ip cannot list the addresses: {ran.stderr.strip() or 'not JSON'}", evidence)
+    found = [
+        ipaddress.IPv4Interface(f"{a['local']}/{a['prefixlen']}")
+        for link in links
+        for a in link.get("addr_info", [])
+        if a.get("family") == "inet"
+    ]
+    return LocalNetworks(tuple(found)), (evidence,)
+
+
+# --- Linux: the host firewall --------------------------------------------------------------------
+
+
+class FirewallKind(enum.Enum):
+    """Which tool manages the host firewall, detected in the spec's order."""
+
+    FIREWALLD = "firewalld"
+    UFW = "ufw"
+    NFTABLES = "nftables"
+    IPTABLES = "iptables"
+    NONE = "none"
+
+
+XTABLES = {"filter", "nat", "mangle", "raw", "security"}
+XTABLES_CHAINS = {"INPUT", "OUTPUT", "FORWARD", "PREROUTING", "POSTROUTING"}
+
+
+@dataclass(frozen=True)
+class FirewallListing:
+    """The active firewall and the raw listings read from the host (command → output).
+
+    `kernel` is the listing the flows are evaluated on: what netfilter actually enforces, whichever tool
+    wrote it (firewalld and ufw generate nftables or iptables rules; their own listings are evidence).
+    """
+
+    kind: FirewallKind
+    listings: Mapping[str, str]
+    kernel: str | None  # "nft" (nft -j list ruleset) or "iptables" (iptables-save), None: no rules at all
+    nft_json: str | None = None
+    iptables_save: str | None = None
+
+    def evaluate(self, flow: Flow) -> Verdict:
+        """The effective decision of the host's netfilter rules for `flow` (linkgate.firewall decides)."""
+        if self.kernel == "nft" and self.nft_json is not None:
+            verdict = evaluate_nft(self.nft_json, flow)
+        elif self.kernel == "iptables" and self.iptables_save is not None:
+            verdict = evaluate_iptables(self.iptables_save, flow)
+        else:
+            return Verdict(flow, True, policy="no host firewall: netfilter has no rules")
+        if self.kind in (FirewallKind.FIREWALLD, FirewallKind.UFW):
+            note = f"evaluated on the {self.kernel} rules {self.kind.value} generated"
+            verdict = Verdict(
+                verdict.flow,
+                verdict.allowed,
+                verdict.decided_by,
+                verdict.policy,
+                verdict.anchor,
+                (*verdict.notes, note),
+                verdict.parts,
+            )
+        return verdict
+
+
+def _only_xtables(nft: Mapping[str, Any]) -> bool:
+    """True when every nft table is one iptables-nft manages (ip/ip6 filter… with upper-case base chains)."""
+    items = nft.get("nftables", [])
+    tables = [i["table"] for i in items if isinstance(i, dict) and "table" in i]
+    chains = [i["chain"] for i in items if isinstance(i, dict) and "chain" in i]
+    return all(t.get("family") in ("ip", "ip6") and t.get("name") in XTABLES for t in tables) and all(
+        c.get("name") in XTABLES_CHAINS for c in chains
+    )
+
+
+def read_firewall(shell: Shell) -> tuple[FirewallListing, tuple[Evidence, ...]]:
+    """Detect the active firewall (firewalld, ufw, nftables, iptables: the spec's order) and list its rules.
+
+    firewalld is asked directly (`firewall-cmd --state`), which works with or without systemd.
+    """
+    ran: list[Ran] = []
+
+    def run(command: str) -> Ran:
+        ran.append(shell.run(command, privileged=True))
+        return ran[-1]
+
+    kind = FirewallKind.NONE
+    firewalld = run("firewall-cmd --state")
+    if firewalld.rc == 0 and firewalld.stdout.strip() == "running":
+        kind = FirewallKind.FIREWALLD
+        zones = run("firewall-cmd --get-active-zones")
+        for zone in [z for z in zones.stdout.splitlines() if z and not z[0].isspace()]:
+            run(f"firewall-cmd --zone={shlex.quote(zone.strip())} --list-all")
+    else:
+        ufw = run("ufw status verbose")
+        if ufw.rc == 0 and ufw.stdout.startswith("Status: active"):
+            kind = FirewallKind.UFW
+    nft = run("nft -j list ruleset")
+    nft_data: dict[str, Any] = {}
+    if nft.rc == 0:
+        try:
+            nft_data = json.loads(nft.stdout)
+        except json.JSONDecodeError:
+            raise CommandFailed("nft -j list ruleset did not print JSON", nft.evidence(shell.target)) from None
+    has_nft_tables = any("table" in i for i in nft_data.get("nftables", []) if isinstance(i, dict))
+    ipt = run("iptables-save")
+    if ipt.rc not in (0, 127) and nft.rc != 0:
+        raise CommandFailed(
+            f"neither nft nor iptables-save can list the rules: {ipt.stderr.strip()}", ipt.evidence(shell.target)
+        )
+    has_ipt = ipt.rc == 0 and "\n*" in f"\n{ipt.stdout}"
+    kernel = (
+        "nft" if has_nft_tables and not (has_ipt and _only_xtables(nft_data)) else ("iptables" if has_ipt else None)
+    )
+    if kind is FirewallKind.NONE and kernel is not None:
+        kind = FirewallKind.NFTABLES if kernel == "nft" else FirewallKind.IPTABLES
+    listing = FirewallListing(
+        kind,
+        {r.command: r.stdout for r in ran},
+        kernel,
+        nft.stdout if has_nft_tables else None,
+        ipt.stdout if has_ipt else None,
+    )
+    return listing, tuple(r.evidence(shell.target, r.rc in (0, 1, 127, 252)) for r in ran)
+
+
+# --- Linux: everything at once ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LinuxHostFacts:
+    target: str
+    service: Fact[ServiceState]
+    mssql_conf: Fact[MssqlConf]
+    sector_size: Fact[SectorSize]
+    networks: Fact[LocalNetworks]
+    firewall: Fact[FirewallListing]
+
+
+def read_linux_host(host: Any, target: str, *, sudo: bool = False, log_path: str = MSSQL_DATA) -> LinuxHostFacts:
+    """Every Linux host fact the gate uses; TargetUnreachable when the host cannot be reached at all."""
+    shell = Shell(host, target, sudo=sudo)
+    return LinuxHostFacts(
+        target=target,
+        service=shell.fact("the mssql-server service", read_service),
+        mssql_conf=shell.fact("mssql.conf", read_mssql_conf),
+        sector_size=shell.fact("the log volume's sector size", lambda s: read_sector_size(s, log_path)),
+        networks=shell.fact("the host's addresses", read_networks),
+        firewall=shell.fact("the host firewall", read_firewall),
+    )
+
+
+# --- Windows: PowerShell scripts answering in JSON -----------------------------------------------
+
+
+def encoded_command(script: str) -> str:
+    """`powershell.exe … -EncodedCommand <base64 UTF-16LE>`: one cmd.exe line that runs the whole script.
+
+    Encoding sidesteps cmd.exe quoting entirely; the line must stay under cmd.exe's 8191 characters.
+    """
+    encoded = base64.b64encode(script.encode("utf-16-le")).decode("ascii")
+    line = f"powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass -EncodedCommand {encoded}"
+    if len(line) > CMD_EXE_LIMIT:
+        raise ValueError(f"the encoded PowerShell command is {len(line)} characters; cmd.exe takes {CMD_EXE_LIMIT}")
+    return line
+
+
+def _ps_string(value: str) -> str:
+    """A PowerShell single-quoted string literal ('' escapes a quote)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def instance_services(instance: str) -> tuple[str, str]:
+    """The engine and Agent service names: MSSQLSERVER/SQLSERVERAGENT or MSSQL$X/SQLAgent$X."""
+    if instance.upper() == "MSSQLSERVER":
+        return "MSSQLSERVER", "SQLSERVERAGENT"
+    return f"MSSQL${instance}", f"SQLAgent${instance}"
+
+
+def services_script(instance: str) -> str:
+    names = ", ".join(_ps_string(n) for n in instance_services(instance))
+    return (
+        "$ErrorActionPreference = 'Stop'\n"
+        f"@(Get-Service -Name {names} -ErrorAction SilentlyContinue | Select-Object Name, "
+        "@{n='Status';e={[string]$_.Status}}, @{n='StartType';e={[string]$_.StartType}}) "
+        "| ConvertTo-Json -Depth 3 -Compress"
+    )
+
+
+def startup_script(instance: str) -> str:
+    return (
+        "$ErrorActionPreference = 'Stop'\n"
+        f"$inst = {_ps_string(instance)}\n"
+        "$id = (Get-ItemProperty 'HKLM:\\SOFTWARE\\Microsoft\\Microsoft SQL Server\\Instance Names\\SQL').$inst\n"
+        '$root = "HKLM:\\SOFTWARE\\Microsoft\\Microsoft SQL Server\\$id\\MSSQLServer"\n'
+        '$p = Get-ItemProperty "$root\\Parameters"\n'
+        "$sqlargs = @($p.PSObject.Properties | Where-Object Name -like 'SQLArg*' | "
+        "ForEach-Object { @{name=$_.Name; value=[string]$_.Value} })\n"
+        '$hadr = (Get-ItemProperty "$root\\HADR" -ErrorAction SilentlyContinue).HADR_Enabled\n'
+        "@{instance_id=$id; sqlargs=$sqlargs; hadr_enabled=$hadr} | ConvertTo-Json -Depth 4 -Compress"
+    )
+
+
+OS_SCRIPT = (
+    "$ErrorActionPreference = 'Stop'\n"
+    "Get-CimInstance Win32_OperatingSystem | Select-Object Caption, Version, ProductType, BuildNumber "
+    "| ConvertTo-Json -Compress"
+)
+
+
+def sector_script(path: str) -> str:
+    """fsutil's sector information for the volume holding `path`, as JSON fields."""
+    return (
+        "$ErrorActionPreference = 'Stop'\n"
+        f"$drive = (Split-Path -Qualifier {_ps_string(path)})\n"
+        "$out = & fsutil fsinfo sectorinfo $drive\n"
+        "$fields = @{}\n"
+        "foreach ($line in $out) { if ($line -match '^\\s*(\\w+)\\s*:\\s*(\\d+)') "
+        "{ $fields[$Matches[1]] = [long]$Matches[2] } }\n"
+        "@{drive=$drive; exit_code=$LASTEXITCODE; fields=$fields} | ConvertTo-Json -Depth 3 -Compress"
+    )
+
+
+FIREWALL_SCRIPT = """$ErrorActionPreference = 'Stop'
+$profiles = Get-NetFirewallProfile -PolicyStore ActiveStore | ForEach-Object {
+  [pscustomobject]@{ Name=[string]$_.Name; Enabled=[string]$_.Enabled;
+    DefaultInboundAction=[string]$_.DefaultInboundAction; DefaultOutboundAction=[string]$_.DefaultOutboundAction } }
+$rules = Get-NetFirewallRule -PolicyStore ActiveStore -Enabled True | ForEach-Object {
+  $pf = $_ | Get-NetFirewallPortFilter
+  $af = $_ | Get-NetFirewallAddressFilter
+  [pscustomobject]@{ Name=$_.Name; DisplayName=$_.DisplayName;
+    Direction=[string]$_.Direction; Action=[string]$_.Action; Profile=[string]$_.Profile;
+    Protocol=[string]$pf.Protocol; LocalPort=@($pf.LocalPort); RemotePort=@($pf.RemotePort);
+    LocalAddress=@($af.LocalAddress); RemoteAddress=@($af.RemoteAddress) } }
+[pscustomobject]@{ profiles=@($profiles); rules=@($rules) } | ConvertTo-Json -Depth 5 -Compress"""
+"""Spec HOST-W-03, verbatim: the ActiveStore (local and GPO rules), enums cast to strings, Block rules included."""
+
+
+@dataclass(frozen=True)
+class WindowsService:
+    name: str
+    status: str  # Running, Stopped, …
+    start_type: str  # Automatic, Manual, Disabled
+
+    @property
+    def running(self) -> bool:
+        return self.status == "Running"
+
+
+@dataclass(frozen=True)
+class WindowsServices:
+    engine: WindowsService | None
+    agent: WindowsService | None
+
+
+@dataclass(frozen=True)
+class StartupParams:
+    instance_id: str
+    arguments: tuple[str, ...]
+    hadr_enabled: int | None
+
+    @property
+    def trace_flags(self) -> frozenset[int]:
+        return frozenset(int(m.group(1)) for a in self.arguments if (m := re.fullmatch(r"\s*-[tT](\d+)\s*", a)))
+
+
+@dataclass(frozen=True)
+class WindowsOs:
+    caption: str
+    version: tuple[int, ...]
+    product_type: int | None  # 1 workstation, 2 domain controller, 3 server
+
+    @property
+    def is_server(self) -> bool:
+        return "Windows Server" in self.caption
+
+    @property
+    def at_least_2012(self) -> bool:
+        return self.version[:2] >= (6, 2)
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text.lstrip("\ufeff"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"PowerShell did not answer in JSON ({e.msg} at character {e.pos})") from None
+
+
+def _list(value: Any) -> list[Any]:
+    """ConvertTo-Json writes a one-element array as the element itself, and none as nothing."""
+    if value is None or value == "":
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def parse_services(text: str, instance: str) -> WindowsServices:
+    engine_name, agent_name = instance_services(instance)
+    found = {
+        str(s["Name"]).upper(): WindowsService(
+            str(s["Name"]), str(s.get("Status") or ""), str(s.get("StartType") or "")
+        )
+        for s in _list(_json(text) if text.strip() else None)
+    }
+    return WindowsServices(found.get(engine_name.upper()), found.get(agent_name.upper()))
+
+
+def parse_startup(text: str) -> StartupParams:
+    data = _json(text)
+    args = sorted(_list(data.get("sqlargs")), key=lambda a: int(re.sub(r"\D", "", str(a.get("name"))) or 0))
+    hadr = data.get("hadr_enabled")
+    return StartupParams(
+        str(data.get("instance_id") or ""),
+        tuple(str(a.get("value") or "") for a in args),
+        int(hadr) if hadr is not None else None,
+    )
+
+
+def parse_os(text: str) -> WindowsOs:
+    data = _json(text)
+    version = tuple(int(p) for p in str(data.get("Version") or "0").split(".") if p.isdigit())
+    product_type = data.get("ProductType")
+    return WindowsOs(str(data.get("Caption") or ""), version, int(product_type) if product_type is not None else None)
+
+
+def parse_sector(text: str, path: str) -> SectorSize:
+    data = _json(text)
+    fields = data.get("fields") or {}
+    physical = fields.get("PhysicalBytesPerSectorForPerformance") or fields.get("PhysicalBytesPerSectorForAtomicity")
+    logical = fields.get("LogicalBytesPerSector")
+    return SectorSize(
+        path, str(data.get("drive") or ""), int(physical) if physical else None, int(logical) if logical else None
+    )
+
+
+@dataclass(frozen=True)
+class WindowsHostFacts:
+    target: str
+    services: Fact[WindowsServices]
+    startup: Fact[StartupParams]
+    os: Fact[WindowsOs]
+    sector_size: Fact[SectorSize]
+    firewall: Fact[str]  # the JSON of FIREWALL_SCRIPT, for linkgate.firewall's Windows evaluator
+
+
+def _powershell(shell: Shell, script: str, parse: Callable[[str], T]) -> tuple[T, tuple[Evidence, ...]]:
+    ran = shell.run(encoded_command(script))
+    evidence = Evidence(
+        shell.target,
+        "host",
+        f"powershell.exe -EncodedCommand …\n{script}",
+        f"exit {ran.rc}\n{ran.stdout.strip() or ran.stderr.strip() or '(no output)'}",
+        ran.rc == 0,
+        ran.seconds,
+    )
+    if ran.rc != 0:
+        raise CommandFailed(f"PowerShell failed (exit {ran.rc}): {ran.stderr.strip()[:500]}", evidence)
+    try:
+        return parse(ran.stdout), (evidence,)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise CommandFailed(str(e), evidence) from None
+
+
+def read_windows_host(
+    host: Any, target: str, *, instance: str = "MSSQLSERVER", log_path: str = "C:\\"
+) -> WindowsHostFacts:
+    """Every Windows host fact the gate uses, one PowerShell call each; the evidence shows the decoded script."""
+    shell = Shell(host, target)
+    return WindowsHostFacts(
+        target=target,
+        services=shell.fact(
+            "the SQL Server services",
+            lambda s: _powershell(s, services_script(instance), lambda t: parse_services(t, instance)),
+        ),
+        startup=shell.fact("the startup parameters", lambda s: _powershell(s, startup_script(instance), parse_startup)),
+        os=shell.fact("the operating system", lambda s: _powershell(s, OS_SCRIPT, parse_os)),
+        sector_size=shell.fact(
+            "the log volume's sector size",
+            lambda s: _powershell(s, sector_script(log_path), lambda t: parse_sector(t, log_path)),
+        ),
+        firewall=shell.fact("Windows Firewall", lambda s: _powershell(s, FIREWALL_SCRIPT, lambda t: (_json(t), t)[1])),
+    )

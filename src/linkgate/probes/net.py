@@ -1,0 +1,183 @@
+"""Network facts seen from the SQL Server host: what a name resolves to there, and whether TCP connects.
+
+The link's traffic starts on the SQL Server host, so the questions are asked there (over testinfra),
+never from the machine running the gate. Only the names and addresses the caller passes are contacted.
+The pure helpers (`overlaps`, `azure_endpoints`, `diagnose`) need no host.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+from dataclasses import dataclass
+
+from linkgate.evidence import Evidence
+from linkgate.firewall.flows import Verdict
+from linkgate.probes.host import CommandFailed, Shell, encoded_command
+
+CONNECT_TIMEOUT = 3
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The IPv4 addresses a name resolves to on the host (empty: it does not resolve)."""
+
+    name: str
+    addresses: tuple[ipaddress.IPv4Address, ...]
+
+    def outside(self, network: ipaddress.IPv4Network) -> tuple[ipaddress.IPv4Address, ...]:
+        """The addresses not in `network`."""
+        return tuple(a for a in self.addresses if a not in network)
+
+
+def read_resolution(shell: Shell, name: str) -> tuple[Resolution, tuple[Evidence, ...]]:
+    """`getent ahostsv4 NAME`: the host's own resolver (nsswitch: /etc/hosts, then DNS), as SQL Server sees it."""
+    ran = shell.run(f"getent ahostsv4 {shlex.quote(name)}")
+    evidence = ran.evidence(shell.target, ok=ran.rc in (0, 2))
+    if ran.rc == 2:  # getent: key not found
+        return Resolution(name, ()), (evidence,)
+    if ran.rc != 0:
+        raise CommandFailed(f"getent cannot resolve {name}: {ran.stderr.strip() or f'exit {ran.rc}'}", evidence)
+    found = [ipaddress.IPv4Address(line.split()[0]) for line in ran.stdout.splitlines() if line.strip()]
+    return Resolution(name, tuple(dict.fromkeys(found))), (evidence,)
+
+
+@dataclass(frozen=True)
+class TcpConnect:
+    """A TCP connection attempt from the host: `outcome` is connected, refused, timed out, unreachable,
+    unresolved or failed; `detail` is what the tool printed."""
+
+    host: str
+    port: int
+    outcome: str
+    detail: str
+
+    @property
+    def connected(self) -> bool:
+        return self.outcome == "connected"
+
+
+def _outcome(rc: int, stderr: str) -> str:
+    if rc == 0:
+        return "connected"
+    if rc == 124:
+        return "timed out"
+    text = stderr.lower()
+    for needle, outcome in (
+        ("refused", "refused"),
+        ("no route", "unreachable"),
+        ("unreachable", "unreachable"),
+        ("not known", "unresolved"),
+        ("invalid", "unresolved"),
+        ("timed out", "timed out"),
+    ):
+        if needle in text:
+            return outcome
+    return "failed"
+
+
+def _checked_host(host: str) -> str:
+    """A host name or address as it may appear in a command line: letters, digits, '.', '-', ':' only."""
+    if not host or not re.fullmatch(r"[A-Za-z0-9.:-]+", host):
+        raise ValueError(f"not a host name or address: {host!r}")
+    return host
+
+
+def read_tcp(
+    shell: Shell, host: str, port: int, timeout: int = CONNECT_TIMEOUT
+) -> tuple[TcpConnect, tuple[Evidence, ...]]:
+    """Open (and close) a TCP connection from the host with bash's /dev/tcp, bounded by `timeout` seconds."""
+    inner = f"</dev/tcp/{_checked_host(host)}/{int(port)}"
+    ran = shell.run(f"timeout {int(timeout)} bash -c {shlex.quote(inner)}")
+    if ran.rc == 127:
+        raise CommandFailed("timeout or bash is missing on the host", ran.evidence(shell.target))
+    lines = ran.stderr.strip().splitlines()
+    detail = lines[-1] if lines else ("" if ran.rc == 0 else f"exit {ran.rc}")
+    return TcpConnect(host, port, _outcome(ran.rc, ran.stderr), detail), (ran.evidence(shell.target, ok=True),)
+
+
+def read_tcp_windows(shell: Shell, host: str, port: int) -> tuple[TcpConnect, tuple[Evidence, ...]]:
+    """`Test-NetConnection -InformationLevel Quiet`, the check the article's Agent job runs, on a Windows host."""
+    script = (
+        f"$r = Test-NetConnection -ComputerName '{_checked_host(host)}' -Port {int(port)} "
+        "-InformationLevel Quiet -WarningAction SilentlyContinue\nif ($r) { 'True' } else { 'False' }"
+    )
+    ran = shell.run(encoded_command(script))
+    evidence = Evidence(
+        shell.target,
+        "host",
+        f"powershell.exe -EncodedCommand …\n{script}",
+        f"exit {ran.rc}\n{ran.stdout.strip() or ran.stderr.strip()}",
+        ran.rc == 0,
+        ran.seconds,
+    )
+    answer = ran.stdout.strip()
+    if ran.rc != 0 or answer not in ("True", "False"):
+        raise CommandFailed(f"Test-NetConnection gave no answer: {ran.stderr.strip()[:300]}", evidence)
+    return TcpConnect(host, port, "connected" if answer == "True" else "failed", answer), (evidence,)
+
+
+def diagnose(connect: TcpConnect, firewall: Verdict | None) -> str:
+    """Why a connection failed, in one sentence, using the host firewall's verdict when there is one.
+
+    The rules allow it but the connection fails: something in the path (an NSG, a network appliance, the
+    peer's listener) is blocking, and the host's own firewall is not the place to look.
+    """
+    what = f"TCP {connect.host}:{connect.port} {connect.outcome}"
+    if connect.detail and connect.detail != connect.outcome:
+        what += f" ({connect.detail})"
+    if firewall is None:
+        return what
+    if firewall.allowed is True:
+        return f"{what}, although the host firewall allows it ({firewall.reason}): something in the path is blocking"
+    if firewall.allowed is False:
+        return f"{what}: the host firewall denies it ({firewall.reason})"
+    return f"{what}; the host firewall's verdict is indeterminate ({'; '.join(firewall.notes) or firewall.reason})"
+
+
+def overlaps(
+    mi_subnet: ipaddress.IPv4Network,
+    sql_networks: tuple[ipaddress.IPv4Network, ...],
+    sql_address: ipaddress.IPv4Address | None,
+) -> tuple[str, ...]:
+    """Every way the SQL Server side's address space collides with the managed instance's subnet (spec ARM-07)."""
+    found = [f"{n} overlaps the managed instance subnet {mi_subnet}" for n in sql_networks if n.overlaps(mi_subnet)]
+    if sql_address is not None and sql_address in mi_subnet:
+        found.append(f"SQL Server's address {sql_address} is inside the managed instance subnet {mi_subnet}")
+    return tuple(found)
+
+
+@dataclass(frozen=True)
+class AzureEndpoint:
+    purpose: str
+    host: str
+    port: int = 443
+
+
+AZURE_ENDPOINTS: dict[str, tuple[AzureEndpoint, ...]] = {
+    "AzureCloud": (
+        AzureEndpoint("Microsoft Entra authority", "login.microsoftonline.com"),
+        AzureEndpoint("Entra resource id and service endpoint", "management.core.windows.net"),
+        AzureEndpoint("Resource Manager", "management.azure.com"),
+    ),
+    "AzureUSGovernment": (
+        AzureEndpoint("Microsoft Entra authority", "login.microsoftonline.us"),
+        AzureEndpoint("Entra resource id and service endpoint", "management.core.usgovcloudapi.net"),
+        AzureEndpoint("Resource Manager", "management.usgovcloudapi.net"),
+    ),
+    "AzureChinaCloud": (
+        AzureEndpoint("Microsoft Entra authority", "login.chinacloudapi.cn"),
+        AzureEndpoint("Entra resource id and service endpoint", "management.core.chinacloudapi.cn"),
+        AzureEndpoint("Resource Manager", "management.chinacloudapi.cn"),
+    ),
+}
+"""Spec NET-04: the allowlisted endpoints per cloud (the SQL DNS suffix is covered by the MI FQDN checks)."""
+
+
+def azure_endpoints(cloud: str) -> tuple[AzureEndpoint, ...]:
+    """The endpoints the link's tooling must reach in `cloud` (AzureCloud, AzureUSGovernment, AzureChinaCloud)."""
+    try:
+        return AZURE_ENDPOINTS[cloud]
+    except KeyError:
+        raise ValueError(f"unknown cloud {cloud!r}; known: {', '.join(AZURE_ENDPOINTS)}") from None
