@@ -14,16 +14,25 @@ import configparser
 import enum
 import ipaddress
 import json
+import os
 import re
 import shlex
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import testinfra
+
+from linkgate.environment import HostOS, HostSpec, SqlServer
 from linkgate.evidence import Evidence
+from linkgate.firewall.firewalld import evaluate_firewalld
 from linkgate.firewall.flows import Flow, Verdict
 from linkgate.firewall.netfilter import evaluate_iptables, evaluate_nft
+from linkgate.firewall.remediation import firewalld_command, iptables_command, nft_command, ufw_command
+from linkgate.firewall.ufw import evaluate_ufw
+from linkgate.firewall.windows import FIREWALL_SCRIPT
 from linkgate.probes.facts import Fact, TargetUnreachable
 
 T = TypeVar("T")
@@ -61,6 +70,36 @@ class Ran:
         return Evidence(
             target, "host", self.command, f"exit {self.rc}\n{text}", self.rc == 0 if ok is None else ok, self.seconds
         )
+
+
+def open_host(spec: HostSpec, target: str, *, timeout: float) -> Any:
+    """A testinfra host for an environment's `host:` entry; nothing connects until the first command.
+
+    Secrets (password_env) go into testinfra's host spec in memory only: its paramiko and WinRM backends
+    read passwords from nowhere else. OpenSSH (`ssh`) gets known_hosts with strict checking when declared.
+    """
+    kwargs: dict[str, Any] = {}
+    password = os.environ.get(spec.password_env) if spec.password_env else None
+    if spec.password_env and password is None:
+        raise TargetUnreachable(target, f"environment variable {spec.password_env} (the host password) is not set")
+    if spec.backend == "local" or password is None:
+        hostspec = spec.testinfra_spec()
+    else:
+        user = urllib.parse.quote(spec.user or "", safe="")
+        port = f":{spec.port}" if spec.port else ""
+        hostspec = f"{spec.backend}://{user}:{urllib.parse.quote(password, safe='')}@{spec.address}{port}"
+    if spec.backend in ("ssh", "paramiko"):
+        kwargs["timeout"] = max(1, int(timeout))
+        if spec.identity_file:
+            kwargs["ssh_identity_file"] = spec.identity_file
+        if spec.ssh_config:
+            kwargs["ssh_config"] = spec.ssh_config
+    if spec.backend == "ssh" and spec.known_hosts:
+        kwargs["ssh_extra_args"] = f"-o UserKnownHostsFile={shlex.quote(spec.known_hosts)} -o StrictHostKeyChecking=yes"
+    if spec.backend == "winrm":
+        kwargs["operation_timeout_sec"] = max(1, int(timeout))
+        kwargs["read_timeout_sec"] = max(2, int(timeout) + 1)
+    return testinfra.get_host(hostspec, **kwargs)
 
 
 class Shell:
@@ -166,7 +205,7 @@ def parse_mssql_conf(text: str, path: str = MSSQL_CONF, modified: int | None = N
     try:
         parser.read_string(text, source=path)
     except configparser.Error as e:
-        raise ValueError(f"{path} is not valid INI: {e}") from None
+        raise ValueError(f"{path} is not valid INI: {' '.join(str(e).split())}") from None
     sections = {s.lower(): {k.lower(): v for k, v in parser.items(s)} for s in parser.sections()}
     return MssqlConf(path, True, sections, modified)
 
@@ -269,38 +308,50 @@ XTABLES_CHAINS = {"INPUT", "OUTPUT", "FORWARD", "PREROUTING", "POSTROUTING"}
 
 @dataclass(frozen=True)
 class FirewallListing:
-    """The active firewall and the raw listings read from the host (command → output).
+    """The active firewall and its rules as the host listed them, evaluated by `linkgate.firewall`.
 
-    `kernel` is the listing the flows are evaluated on: what netfilter actually enforces, whichever tool
-    wrote it (firewalld and ufw generate nftables or iptables rules; their own listings are evidence).
+    firewalld and ufw are judged by their own evaluators (their listings say what the operator manages);
+    otherwise `kernel` names the netfilter listing the flows are evaluated on: `nft -j list ruleset`, or
+    `iptables-save` when every nftables table is one iptables-nft manages (its `xt` matches are opaque
+    in nft's JSON). `listings` keeps every command's output, for evidence.
     """
 
     kind: FirewallKind
     listings: Mapping[str, str]
-    kernel: str | None  # "nft" (nft -j list ruleset) or "iptables" (iptables-save), None: no rules at all
+    kernel: str | None = None  # "nft", "iptables", or None: netfilter has no rules
     nft_json: str | None = None
     iptables_save: str | None = None
+    firewalld_zones: str | None = None  # firewall-cmd --get-active-zones
+    firewalld_list_all: str | None = None  # firewall-cmd --zone=Z --list-all, for each active zone
+    ufw_status: str | None = None  # ufw status verbose
 
     def evaluate(self, flow: Flow) -> Verdict:
-        """The effective decision of the host's netfilter rules for `flow` (linkgate.firewall decides)."""
+        """The effective decision of the host firewall for `flow`."""
+        if self.kind is FirewallKind.FIREWALLD and self.firewalld_zones is not None:
+            return evaluate_firewalld(self.firewalld_zones, self.firewalld_list_all or "", flow)
+        if self.kind is FirewallKind.UFW and self.ufw_status is not None:
+            return evaluate_ufw(self.ufw_status, flow)
         if self.kernel == "nft" and self.nft_json is not None:
-            verdict = evaluate_nft(self.nft_json, flow)
-        elif self.kernel == "iptables" and self.iptables_save is not None:
-            verdict = evaluate_iptables(self.iptables_save, flow)
-        else:
-            return Verdict(flow, True, policy="no host firewall: netfilter has no rules")
-        if self.kind in (FirewallKind.FIREWALLD, FirewallKind.UFW):
-            note = f"evaluated on the {self.kernel} rules {self.kind.value} generated"
-            verdict = Verdict(
-                verdict.flow,
-                verdict.allowed,
-                verdict.decided_by,
-                verdict.policy,
-                verdict.anchor,
-                (*verdict.notes, note),
-                verdict.parts,
-            )
-        return verdict
+            return evaluate_nft(self.nft_json, flow)
+        if self.kernel == "iptables" and self.iptables_save is not None:
+            return evaluate_iptables(self.iptables_save, flow)
+        return Verdict(flow, True, policy="no host firewall: netfilter has no rules")
+
+    def remedy(self, verdict: Verdict) -> str:
+        """The command that opens the denied flow, in the active firewall's own syntax ("" when none applies)."""
+        commands: dict[FirewallKind, Callable[[Verdict], str]] = {
+            FirewallKind.FIREWALLD: firewalld_command,
+            FirewallKind.UFW: ufw_command,
+            FirewallKind.NFTABLES: nft_command,
+            FirewallKind.IPTABLES: iptables_command,
+        }
+        command = commands.get(self.kind)
+        if command is None or verdict.allowed is True:
+            return ""
+        try:
+            return command(verdict)
+        except ValueError:  # e.g. firewalld has no outbound filtering to open
+            return ""
 
 
 def _only_xtables(nft: Mapping[str, Any]) -> bool:
@@ -325,16 +376,17 @@ def read_firewall(shell: Shell) -> tuple[FirewallListing, tuple[Evidence, ...]]:
         return ran[-1]
 
     kind = FirewallKind.NONE
+    zones = listed = ufw_status = None
     firewalld = run("firewall-cmd --state")
     if firewalld.rc == 0 and firewalld.stdout.strip() == "running":
         kind = FirewallKind.FIREWALLD
-        zones = run("firewall-cmd --get-active-zones")
-        for zone in [z for z in zones.stdout.splitlines() if z and not z[0].isspace()]:
-            run(f"firewall-cmd --zone={shlex.quote(zone.strip())} --list-all")
+        zones = run("firewall-cmd --get-active-zones").stdout
+        names = [z.strip() for z in zones.splitlines() if z.strip() and not z[0].isspace()]
+        listed = "".join(run(f"firewall-cmd --zone={shlex.quote(z)} --list-all").stdout for z in names)
     else:
         ufw = run("ufw status verbose")
         if ufw.rc == 0 and ufw.stdout.startswith("Status: active"):
-            kind = FirewallKind.UFW
+            kind, ufw_status = FirewallKind.UFW, ufw.stdout
     nft = run("nft -j list ruleset")
     nft_data: dict[str, Any] = {}
     if nft.rc == 0:
@@ -360,6 +412,9 @@ def read_firewall(shell: Shell) -> tuple[FirewallListing, tuple[Evidence, ...]]:
         kernel,
         nft.stdout if has_nft_tables else None,
         ipt.stdout if has_ipt else None,
+        zones,
+        listed,
+        ufw_status,
     )
     return listing, tuple(r.evidence(shell.target, r.rc in (0, 1, 127, 252)) for r in ran)
 
@@ -448,6 +503,14 @@ OS_SCRIPT = (
 )
 
 
+NETWORKS_SCRIPT = (
+    "$ErrorActionPreference = 'Stop'\n"
+    "@(Get-NetIPAddress -AddressFamily IPv4 | Where-Object { $_.PrefixOrigin -ne 'WellKnown' } | "
+    "Select-Object InterfaceAlias, IPAddress, PrefixLength) | ConvertTo-Json -Compress"
+)
+"""The host's IPv4 addresses with prefixes, loopback (PrefixOrigin WellKnown) left out."""
+
+
 def sector_script(path: str) -> str:
     """fsutil's sector information for the volume holding `path`, as JSON fields."""
     return (
@@ -459,21 +522,6 @@ def sector_script(path: str) -> str:
         "{ $fields[$Matches[1]] = [long]$Matches[2] } }\n"
         "@{drive=$drive; exit_code=$LASTEXITCODE; fields=$fields} | ConvertTo-Json -Depth 3 -Compress"
     )
-
-
-FIREWALL_SCRIPT = """$ErrorActionPreference = 'Stop'
-$profiles = Get-NetFirewallProfile -PolicyStore ActiveStore | ForEach-Object {
-  [pscustomobject]@{ Name=[string]$_.Name; Enabled=[string]$_.Enabled;
-    DefaultInboundAction=[string]$_.DefaultInboundAction; DefaultOutboundAction=[string]$_.DefaultOutboundAction } }
-$rules = Get-NetFirewallRule -PolicyStore ActiveStore -Enabled True | ForEach-Object {
-  $pf = $_ | Get-NetFirewallPortFilter
-  $af = $_ | Get-NetFirewallAddressFilter
-  [pscustomobject]@{ Name=$_.Name; DisplayName=$_.DisplayName;
-    Direction=[string]$_.Direction; Action=[string]$_.Action; Profile=[string]$_.Profile;
-    Protocol=[string]$pf.Protocol; LocalPort=@($pf.LocalPort); RemotePort=@($pf.RemotePort);
-    LocalAddress=@($af.LocalAddress); RemoteAddress=@($af.RemoteAddress) } }
-[pscustomobject]@{ profiles=@($profiles); rules=@($rules) } | ConvertTo-Json -Depth 5 -Compress"""
-"""Spec HOST-W-03, verbatim: the ActiveStore (local and GPO rules), enums cast to strings, Block rules included."""
 
 
 @dataclass(frozen=True)
@@ -562,6 +610,11 @@ def parse_os(text: str) -> WindowsOs:
     return WindowsOs(str(data.get("Caption") or ""), version, int(product_type) if product_type is not None else None)
 
 
+def parse_networks(text: str) -> LocalNetworks:
+    found = [ipaddress.IPv4Interface(f"{a['IPAddress']}/{a['PrefixLength']}") for a in _list(_json(text))]
+    return LocalNetworks(tuple(i for i in found if not i.ip.is_link_local))
+
+
 def parse_sector(text: str, path: str) -> SectorSize:
     data = _json(text)
     fields = data.get("fields") or {}
@@ -579,7 +632,8 @@ class WindowsHostFacts:
     startup: Fact[StartupParams]
     os: Fact[WindowsOs]
     sector_size: Fact[SectorSize]
-    firewall: Fact[str]  # the JSON of FIREWALL_SCRIPT, for linkgate.firewall's Windows evaluator
+    networks: Fact[LocalNetworks]
+    firewall: Fact[str]  # the JSON of linkgate.firewall.windows.FIREWALL_SCRIPT, for evaluate_windows
 
 
 def _powershell(shell: Shell, script: str, parse: Callable[[str], T]) -> tuple[T, tuple[Evidence, ...]]:
@@ -617,5 +671,41 @@ def read_windows_host(
             "the log volume's sector size",
             lambda s: _powershell(s, sector_script(log_path), lambda t: parse_sector(t, log_path)),
         ),
+        networks=shell.fact("the host's addresses", lambda s: _powershell(s, NETWORKS_SCRIPT, parse_networks)),
         firewall=shell.fact("Windows Firewall", lambda s: _powershell(s, FIREWALL_SCRIPT, lambda t: (_json(t), t)[1])),
     )
+
+
+# --- the SQL Server host, whichever its OS ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SqlHost:
+    """The machine under one SQL Server: its facts (Linux or Windows) and the shell to ask it more."""
+
+    target: str
+    os: HostOS
+    shell: Shell
+    linux: LinuxHostFacts | None
+    windows: WindowsHostFacts | None
+
+
+def read_sql_host(server: SqlServer, *, timeout: float, log_path: str | None = None) -> SqlHost:
+    """Open the host the environment declares for `server` and read every host fact (TargetUnreachable if none).
+
+    `log_path` is where the log file lives (default: SQL Server's default data directory on Linux, C:\\ on
+    Windows); the sector size is read for the volume holding it.
+    """
+    if server.host is None:
+        raise TargetUnreachable(
+            server.name,
+            "no host: is declared for it in the environment file; the host checks need ssh (Linux) or WinRM "
+            "(Windows) access to the machine that runs SQL Server",
+        )
+    host = open_host(server.host, server.name, timeout=timeout)
+    shell = Shell(host, server.name, sudo=server.host.user not in (None, "root") and server.host.backend != "winrm")
+    if server.host_os is HostOS.WINDOWS:
+        facts = read_windows_host(host, server.name, instance=server.instance, log_path=log_path or "C:\\")
+        return SqlHost(server.name, server.host_os, shell, None, facts)
+    linux = read_linux_host(host, server.name, sudo=shell.sudo, log_path=log_path or MSSQL_DATA)
+    return SqlHost(server.name, server.host_os, shell, linux, None)

@@ -8,13 +8,20 @@ The pure helpers (`overlaps`, `azure_endpoints`, `diagnose`) need no host.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import shlex
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from linkgate.evidence import Evidence
 from linkgate.firewall.flows import Verdict
+from linkgate.probes.facts import Fact
 from linkgate.probes.host import CommandFailed, Shell, encoded_command
+
+T = TypeVar("T")
 
 CONNECT_TIMEOUT = 3
 
@@ -41,6 +48,32 @@ def read_resolution(shell: Shell, name: str) -> tuple[Resolution, tuple[Evidence
         raise CommandFailed(f"getent cannot resolve {name}: {ran.stderr.strip() or f'exit {ran.rc}'}", evidence)
     found = [ipaddress.IPv4Address(line.split()[0]) for line in ran.stdout.splitlines() if line.strip()]
     return Resolution(name, tuple(dict.fromkeys(found))), (evidence,)
+
+
+def read_resolution_windows(shell: Shell, name: str) -> tuple[Resolution, tuple[Evidence, ...]]:
+    """The IPv4 addresses Windows' resolver gives for `name` (hosts file, DNS), from PowerShell as JSON."""
+    script = (
+        "$ErrorActionPreference = 'Stop'\n"
+        f"try {{ $a = @([System.Net.Dns]::GetHostAddresses('{_checked_host(name)}') | "
+        "Where-Object { $_.AddressFamily -eq 'InterNetwork' } | ForEach-Object { $_.IPAddressToString }) } "
+        "catch { $a = @() }\nConvertTo-Json -InputObject $a -Compress"
+    )
+    ran = shell.run(encoded_command(script))
+    evidence = Evidence(
+        shell.target,
+        "host",
+        f"powershell.exe -EncodedCommand …\n{script}",
+        f"exit {ran.rc}\n{ran.stdout.strip()}",
+        ran.rc == 0,
+        ran.seconds,
+    )
+    try:
+        found = json.loads(ran.stdout) if ran.rc == 0 else None
+    except json.JSONDecodeError:
+        found = None
+    if not isinstance(found, list):
+        raise CommandFailed(f"PowerShell could not resolve {name}: {ran.stderr.strip()[:300]}", evidence)
+    return Resolution(name, tuple(dict.fromkeys(ipaddress.IPv4Address(a) for a in found))), (evidence,)
 
 
 @dataclass(frozen=True)
@@ -93,7 +126,7 @@ def read_tcp(
     if ran.rc == 127:
         raise CommandFailed("timeout or bash is missing on the host", ran.evidence(shell.target))
     lines = ran.stderr.strip().splitlines()
-    detail = lines[-1] if lines else ("" if ran.rc == 0 else f"exit {ran.rc}")
+    detail = lines[-1].rsplit(": ", 1)[-1] if lines else ("" if ran.rc == 0 else f"exit {ran.rc}")
     return TcpConnect(host, port, _outcome(ran.rc, ran.stderr), detail), (ran.evidence(shell.target, ok=True),)
 
 
@@ -118,6 +151,42 @@ def read_tcp_windows(shell: Shell, host: str, port: int) -> tuple[TcpConnect, tu
     return TcpConnect(host, port, "connected" if answer == "True" else "failed", answer), (evidence,)
 
 
+class HostNetwork:
+    """Network questions asked on one host, each answered once and kept (thread-safe), as Facts.
+
+    Which names and ports to ask about depends on other facts (the MI's FQDN, its fabric node and HADR
+    port), so the questions are asked on demand rather than all up front.
+    """
+
+    def __init__(self, shell: Shell, *, windows: bool = False) -> None:
+        self.shell = shell
+        self.windows = windows
+        self._lock = threading.Lock()
+        self._answers: dict[tuple[str, str, int], Any] = {}  # Fact[Resolution] or Fact[TcpConnect], by key
+
+    def _ask(
+        self, key: tuple[str, str, int], what: str, read: Callable[[Shell], tuple[T, tuple[Evidence, ...]]]
+    ) -> Fact[T]:
+        with self._lock:
+            known: Fact[T] | None = self._answers.get(key)
+        if known is None:
+            answer = self.shell.fact(what, read)
+            with self._lock:
+                known = self._answers.setdefault(key, answer)
+        return known
+
+    def resolve(self, name: str) -> Fact[Resolution]:
+        """What `name` resolves to on this host."""
+        read = read_resolution_windows if self.windows else read_resolution
+        return self._ask(("resolve", name, 0), f"what {name} resolves to", lambda s: read(s, name))
+
+    def connect(self, host: str, port: int) -> Fact[TcpConnect]:
+        """Whether TCP to host:port connects from this host."""
+        if self.windows:
+            return self._ask(("tcp", host, port), f"TCP to {host}:{port}", lambda s: read_tcp_windows(s, host, port))
+        return self._ask(("tcp", host, port), f"TCP to {host}:{port}", lambda s: read_tcp(s, host, port))
+
+
 def diagnose(connect: TcpConnect, firewall: Verdict | None) -> str:
     """Why a connection failed, in one sentence, using the host firewall's verdict when there is one.
 
@@ -125,7 +194,7 @@ def diagnose(connect: TcpConnect, firewall: Verdict | None) -> str:
     peer's listener) is blocking, and the host's own firewall is not the place to look.
     """
     what = f"TCP {connect.host}:{connect.port} {connect.outcome}"
-    if connect.detail and connect.detail != connect.outcome:
+    if connect.detail and connect.outcome not in connect.detail.lower():
         what += f" ({connect.detail})"
     if firewall is None:
         return what

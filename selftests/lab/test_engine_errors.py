@@ -1,0 +1,139 @@
+"""Mistakes and missing permissions fail with SQL Server's own error numbers, states and classes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from linkgate.lab.engine import SimulatedInstance
+from linkgate.lab.results import SqlError
+from selftests.lab.engine_fixtures import PASSWORD, error, login, result, run, scenario, write_overlay
+
+READER = """extends: healthy
+description: a login without VIEW SERVER STATE and without msdb access
+instances:
+  sql01:
+    logins:
+      reader:
+        password_env: LINKGATE_LAB_PASSWORD
+        databases: {SalesDB: [db_datareader]}
+"""
+
+
+@pytest.fixture(scope="module")
+def reader(tmp_path_factory: pytest.TempPathFactory) -> SimulatedInstance:
+    path = write_overlay(tmp_path_factory.mktemp("overlay"), "reader.yaml", READER)
+    return SimulatedInstance(scenario(path).instances["sql01"])
+
+
+@pytest.mark.parametrize(
+    ("sql", "number", "message"),
+    [
+        ("SELECT nosuch FROM sys.databases", 207, "Invalid column name 'nosuch'."),
+        ("SELECT d.recovery_model_dsc FROM sys.databases d", 207, "Invalid column name 'recovery_model_dsc'."),
+        ("SELECT * FROM sys.nosuch", 208, "Invalid object name 'sys.nosuch'."),
+        ("SELECT * FROM msdb.dbo.backupsett", 208, "Invalid object name 'msdb.dbo.backupsett'."),
+        ("SELECT * FROM dbo.backupset", 208, "Invalid object name 'dbo.backupset'."),
+        ("SELECT * FROM nodb.sys.tables", 208, "Invalid object name 'nodb.sys.tables'."),
+        ("SELECT * FROM lab.sys_databases", 208, "Invalid object name 'lab.sys_databases'."),
+        ("SELECT * FROM sys.dm_hadr_fabric_nodes", 208, "Invalid object name 'sys.dm_hadr_fabric_nodes'."),
+        ("EXEC sp_nosuch", 2812, "Could not find stored procedure 'sp_nosuch'."),
+        ("EXEC nodb.sys.sp_executesql N'SELECT 1'", 2812, "Could not find stored procedure 'nodb.sys.sp_executesql'."),
+        ("SELECT FROM WHERE", 102, None),
+        ("SELECT NOSUCHFUNC(1)", 195, "'NOSUCHFUNC' is not a recognized built-in function name."),
+        ("SELECT read_csv('/etc/passwd')", 195, "'read_csv' is not a recognized built-in function name."),
+        ("SELECT getenv('HOME')", 195, "'getenv' is not a recognized built-in function name."),
+        ("SELECT @undeclared", 137, 'Must declare the scalar variable "@undeclared".'),
+        (
+            "SELECT CAST('abc' AS int)",
+            245,
+            "Conversion failed when converting the varchar value 'abc' to data type int.",
+        ),
+        ("USE nodb", 911, "Database 'nodb' does not exist. Make sure that the name is entered correctly."),
+        ("DBCC CHECKDB", 2526, None),
+        ("SET NOSUCHOPTION ON", 195, "'NOSUCHOPTION' is not a recognized SET option."),
+        ("CREATE TABLE dbo.t (a int)", 3906, 'Failed to update database "master" because the database is read-only.'),
+        ("DROP TABLE #never", 3701, None),
+    ],
+)
+def test_errors_as_sql_server(sql: str, number: int, message: str | None) -> None:
+    e = error(run(login(), sql))
+    assert e.number == number
+    if message is not None:
+        assert e.message == message
+
+
+def test_classes_decide_the_sqlstate() -> None:
+    session = login()
+    assert error(run(session, "SELECT x FROM sys.databases")).severity == 16
+    assert error(run(session, "SELECT FROM")).severity == 15
+
+
+def test_an_error_ends_the_batch() -> None:
+    outcomes = run(login(), "SELECT 1; SELECT * FROM sys.nosuch; SELECT 2;")
+    assert len(outcomes) == 2
+    assert isinstance(outcomes[1], SqlError)
+    assert outcomes[1].number == 208
+
+
+def test_view_server_state_denied_is_300_then_297(reader: SimulatedInstance) -> None:
+    session = reader.login("reader", PASSWORD, None)
+    outcomes = run(session, "SELECT sqlserver_start_time FROM sys.dm_os_sys_info")
+    assert [(e.number, e.severity) for e in outcomes if isinstance(e, SqlError)] == [(300, 14), (297, 16)]
+    assert error(outcomes).message == "VIEW SERVER STATE permission was denied on object 'server', database 'master'."
+    assert error(run(session, "SELECT * FROM sys.dm_server_registry")).number == 300
+    assert result(run(session, "SELECT host_platform FROM sys.dm_os_host_info")).rows == [("Linux",)]
+
+
+def test_own_session_only_without_view_server_state(reader: SimulatedInstance) -> None:
+    session = reader.login("reader", PASSWORD, None)
+    rows = result(run(session, "SELECT session_id, login_name FROM sys.dm_exec_sessions")).rows
+    assert [r[1] for r in rows] == ["reader"]
+    everyone = result(run(login(), "SELECT login_name FROM sys.dm_exec_sessions")).rows
+    assert ("sa",) in everyone
+
+
+def test_backupset_without_msdb_access_is_229(reader: SimulatedInstance) -> None:
+    session = reader.login("reader", PASSWORD, None)
+    e = error(run(session, "SELECT * FROM msdb.dbo.backupset"))
+    assert (e.number, e.state, e.severity) == (229, 5, 14)
+    assert e.message == "The SELECT permission was denied on the object 'backupset', database 'msdb', schema 'dbo'."
+
+
+def test_database_without_a_user_is_916(reader: SimulatedInstance) -> None:
+    session = reader.login("reader", PASSWORD, None)
+    assert error(run(session, "USE InventoryDB")).number == 916
+    assert error(run(session, "SELECT * FROM InventoryDB.sys.tables")).number == 916
+    assert result(run(session, "SELECT COUNT(*) FROM SalesDB.sys.tables")).rows == [(0,)]
+    assert result(
+        run(session, "SELECT IS_SRVROLEMEMBER('sysadmin'), HAS_PERMS_BY_NAME(NULL, NULL, 'VIEW SERVER STATE')")
+    ).rows == [(0, 0)]
+
+
+@pytest.mark.parametrize(
+    ("user", "password", "state"),
+    [
+        ("linkgate", "wrong", 8),
+        ("nobody", PASSWORD, 5),
+        ("LINKGATE", "wrong", 8),
+    ],
+)
+def test_login_failed_18456(user: str, password: str, state: int) -> None:
+    instance = SimulatedInstance(scenario().instances["sql01"])
+    with pytest.raises(SqlError) as caught:
+        instance.login(user, password, None)
+    assert (caught.value.number, caught.value.state, caught.value.severity) == (18456, state, 14)
+    assert caught.value.message == f"Login failed for user '{user}'."
+
+
+def test_login_to_a_missing_database_is_4060() -> None:
+    instance = SimulatedInstance(scenario().instances["sql01"])
+    with pytest.raises(SqlError) as caught:
+        instance.login("linkgate", PASSWORD, "NoSuchDB")
+    assert caught.value.number == 4060
+    assert instance.login("linkgate", PASSWORD, "salesdb").database == "SalesDB"
+
+
+def test_scenario_password_is_required(tmp_path: Path) -> None:
+    assert login().login_name == "linkgate"

@@ -1,0 +1,6 @@
+-P INPUT ACCEPT
+-P FORWARD ACCEPT
+-P OUTPUT ACCEPT
+-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A INPUT -s 198.18.2.0/24 -p tcp -m tcp --dport 5022 -j DROP
+-A INPUT -s 198.18.2.0/24 -p tcp -m tcp --dport 5022 -j ACCEPT

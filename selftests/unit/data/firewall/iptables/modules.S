@@ -1,0 +1,6 @@
+-P INPUT ACCEPT
+-P FORWARD DROP
+-P OUTPUT ACCEPT
+-A INPUT -s 198.18.2.0/24 -p tcp -m recent --rcheck --seconds 60 --name MI --mask 255.255.255.255 --rsource -j DROP
+-A INPUT -p tcp -m addrtype --dst-type LOCAL -m tcp --dport 11000:11999 -j ACCEPT
+-A INPUT -p tcp -m tcp --dport 11000:11999 -j DROP

@@ -1,0 +1,8 @@
+-P INPUT ACCEPT
+-P FORWARD DROP
+-P OUTPUT DROP
+-A OUTPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A OUTPUT -o lo -j ACCEPT
+-A OUTPUT -d 198.18.2.0/24 -p tcp -m owner --uid-owner 0 -m tcp --dport 5022 -j DROP
+-A OUTPUT -d 198.18.2.0/24 -p tcp -m multiport --dports 5022,11000:11499 -j ACCEPT
+-A OUTPUT -d 198.18.2.0/24 -p tcp -m limit --limit 10/sec -m tcp --dport 11500:11999 -j LOG --log-prefix "lg-out "

@@ -1,0 +1,10 @@
+-P INPUT DROP
+-P FORWARD DROP
+-P OUTPUT ACCEPT
+-N MI_GUARD
+-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A INPUT -s 198.18.2.0/24 -p tcp -j MI_GUARD
+-A INPUT -s 198.18.2.0/24 -p tcp -m tcp --dport 5022 --tcp-flags FIN,SYN,RST,ACK SYN -m comment --comment "mi link" -j ACCEPT
+-A INPUT ! -s 198.18.0.0/15 -p tcp -m tcp --dport 11000:11999 -j ACCEPT
+-A MI_GUARD -s 198.18.2.128/25 -p tcp -m tcp --dport 5022 -j REJECT --reject-with tcp-reset
+-A MI_GUARD -j RETURN

@@ -1,0 +1,553 @@
+"""One login's session on a simulated instance: runs batches statement by statement, as SQL Server does.
+
+Statements SQL Server answers without a query plan (SET, USE, DBCC TRACESTATUS, EXEC, DECLARE,
+PRINT, transactions) are handled here; everything else is translated (`translate.py`) and run on the
+session's own DuckDB connection, whose variables carry the session's identity and whose temp tables
+are the session's #tables. Results come back as `Outcome`s with SQL Server's column types.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+from sqlglot import exp
+from sqlglot.tokenizer_core import Token, TokenType
+
+from linkgate.lab.engine import errors, procedures
+from linkgate.lab.engine.batch import STARTERS, Block, IfStatement, Node, Statement, keyword, split_batch, tokenize
+from linkgate.lab.engine.coltypes import from_datatype, from_duckdb, named, shape
+from linkgate.lab.engine.schema import VIEW_SERVER_STATE
+from linkgate.lab.engine.translate import TableRef, TempColumn, Translated, VariableColumn, translate
+from linkgate.lab.results import (
+    Column,
+    DatabaseChanged,
+    Message,
+    Outcome,
+    ResultSet,
+    RowCount,
+    SqlError,
+    SqlType,
+    Variant,
+)
+from linkgate.lab.scenario import LoginSpec
+
+if TYPE_CHECKING:
+    from linkgate.lab.engine.instance import SimulatedInstance
+
+SET_OPTIONS = re.compile(
+    r"^SET\s+(NOCOUNT|ANSI_NULLS|ANSI_WARNINGS|ANSI_PADDING|ANSI_NULL_DFLT_ON|ANSI_DEFAULTS|QUOTED_IDENTIFIER|"
+    r"ARITHABORT|ARITHIGNORE|CONCAT_NULL_YIELDS_NULL|XACT_ABORT|IMPLICIT_TRANSACTIONS|NUMERIC_ROUNDABORT|"
+    r"CURSOR_CLOSE_ON_COMMIT|NOEXEC|FMTONLY|TEXTSIZE|DATEFORMAT|DATEFIRST|LANGUAGE|DEADLOCK_PRIORITY|LOCK_TIMEOUT|"
+    r"ROWCOUNT|STATISTICS\s+\w+|TRANSACTION\s+ISOLATION\s+LEVEL)\b\s*(.*)$",
+    re.IGNORECASE | re.DOTALL,
+)
+SET_VARIABLE = re.compile(r"^SET\s+@(\w+)\s*=\s*(.+)$", re.IGNORECASE | re.DOTALL)
+DECLARE = re.compile(
+    r"^DECLARE\s+@(\w+)\s+(?:AS\s+)?([\w]+(?:\s*\([^)]*\))?)\s*(?:=\s*(.+))?$", re.IGNORECASE | re.DOTALL
+)
+USE = re.compile(r"^USE\s+(\[[^\]]+\]|\"[^\"]+\"|\w+)\s*;?$", re.IGNORECASE)
+DBCC = re.compile(r"^DBCC\s+(\w+)\s*(?:\(([^)]*)\))?\s*(?:WITH\s+(.+?))?\s*;?$", re.IGNORECASE | re.DOTALL)
+TRANSACTION = re.compile(
+    r"^(BEGIN\s+(DISTRIBUTED\s+)?TRAN(SACTION)?|COMMIT|ROLLBACK|SAVE\s+TRAN(SACTION)?)\b", re.IGNORECASE
+)
+INSERT_EXEC = re.compile(
+    r"^INSERT\s+(?:INTO\s+)?(#\w+)\s*(?:\(([^)]*)\))?\s*(EXEC(?:UTE)?\b.*)$", re.IGNORECASE | re.DOTALL
+)
+PRINT = re.compile(r"^PRINT\s+(.+)$", re.IGNORECASE | re.DOTALL)
+DBCC_DONE = "DBCC execution completed. If DBCC printed error messages, contact your system administrator."
+TRACE_COLUMNS = tuple(Column(n, SqlType.SMALLINT) for n in ("TraceFlag", "Status", "Global", "Session"))
+
+
+class Failed(Exception):
+    """A statement failed with one or more SQL Server errors (the batch ends here)."""
+
+    def __init__(self, *items: SqlError) -> None:
+        super().__init__(items[0].message)
+        self.items = items
+
+
+class EngineSession:
+    """A logged-in connection (implements `linkgate.lab.backend.Session`)."""
+
+    def __init__(
+        self,
+        instance: SimulatedInstance,
+        login_name: str,
+        login: LoginSpec,
+        spid: int,
+        database: str,
+        *,
+        app_name: str,
+        host_name: str,
+    ) -> None:
+        self._instance = instance
+        self._login_name = login_name
+        self._login = login
+        self._spid = spid
+        self._database = database
+        self._con = instance.catalog.connection()
+        self._temp: dict[str, tuple[Column, ...]] = {}
+        self._variables: dict[str, tuple[Column | None, Any]] = {}
+        self._nocount = False
+        self._depth = 0
+        roles = {r.lower() for r in login.server_roles}
+        self.sysadmin = "sysadmin" in roles
+        permissions = {p.upper() for p in login.permissions} | {"CONNECT SQL"}
+        self.view_server_state = self.sysadmin or VIEW_SERVER_STATE in permissions
+        p = instance.profile
+        self._set_variables(
+            {
+                "lg_i": instance.row_set_id,
+                "lg_instance": instance.own_id,
+                "lg_login": login_name,
+                "lg_spid": spid,
+                "lg_version": p.version_string,
+                "lg_servername": p.server_name,
+                "lg_servicename": p.service_id,
+                "lg_language": "us_english",
+                "lg_lock_timeout": -1,
+                "lg_host": host_name,
+                "lg_app": app_name,
+                "lg_sysadmin": self.sysadmin,
+                "lg_permissions": sorted(permissions),
+                "lg_view_server_state": self.view_server_state,
+                "lg_user": self.user_in(database) or "guest",
+            }
+        )
+
+    # ---- Session protocol
+
+    @property
+    def database(self) -> str:
+        return self._database
+
+    @property
+    def login_name(self) -> str:
+        return self._login_name
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Outcome]:
+        self._instance.record(self, sql, "rpc" if params is not None else "batch", params or {})
+        bound = {k.lstrip("@").lower(): v for k, v in (params or {}).items()}
+        return self._guarded(lambda out: self.run_batch(sql, bound, out))
+
+    def call_procedure(self, name: str, params: list[tuple[str, Any]]) -> list[Outcome]:
+        self._instance.record(self, name, "proc", {n or f"#{i}": v for i, (n, v) in enumerate(params)})
+        return self._guarded(lambda out: out.extend(procedures.call(self, name, params)))
+
+    # ---- what procedures and statements use
+
+    def user_in(self, database: str) -> str | None:
+        """The database user this login maps to (dbo for sysadmin, guest in system databases), None: no access."""
+        if self.sysadmin:
+            return "dbo"
+        if any(d.lower() == database.lower() for d in self._login.databases):
+            return self._login_name
+        return "guest" if database.lower() in ("master", "tempdb", "msdb") else None
+
+    def has_database(self, name: str) -> bool:
+        return self._instance.database_name(name) is not None
+
+    def database_roles(self, database: str) -> set[str]:
+        roles = next((r for d, r in self._login.databases.items() if d.lower() == database.lower()), ())
+        return {r.lower() for r in roles}
+
+    def run_batch(self, sql: str, params: Mapping[str, Any], out: list[Outcome]) -> None:
+        self._depth += 1
+        try:
+            if self._depth > 16:
+                raise Failed(
+                    SqlError(
+                        217, "Maximum stored procedure, function, trigger, or view nesting level exceeded (limit 32)."
+                    )
+                )
+            for i, node in enumerate(split_batch(sql)):
+                self._node(node, params, out, first=i == 0)
+        finally:
+            self._depth -= 1
+
+    @contextmanager
+    def in_database(self, database: str) -> Iterator[None]:
+        """Run something in another database's context (EXEC db.sys.sp_executesql), then come back."""
+        canonical = self._instance.database_name(database)
+        if canonical is None:
+            raise Failed(errors.unknown_database(database))
+        if self.user_in(canonical) is None:
+            raise Failed(errors.no_database_access(self._login_name, canonical))
+        previous = self._database
+        self._switch(canonical)
+        try:
+            yield
+        finally:
+            self._switch(previous)
+
+    def scalar(self, expression: str, params: Mapping[str, Any]) -> Any:
+        """Evaluate one T-SQL expression (for IF, PRINT, DECLARE … = expr, EXEC arguments)."""
+        result = self._select(translate(f"SELECT {expression}", self._database), params)
+        value = result.rows[0][0] if result.rows else None
+        return value.value if isinstance(value, Variant) else value
+
+    # ---- batches and statements
+
+    def _guarded(self, work: Any) -> list[Outcome]:
+        out: list[Outcome] = []
+        try:
+            work(out)
+        except Failed as e:
+            out.extend(e.items)
+        except SqlError as e:
+            out.append(e)
+        except duckdb.Error as e:
+            out.append(errors.from_duckdb(e))
+        return out
+
+    def _node(self, node: Node, params: Mapping[str, Any], out: list[Outcome], *, first: bool) -> None:
+        if isinstance(node, Statement):
+            self._statement(node.text.strip().rstrip(";").strip(), params, out, first=first)
+        elif isinstance(node, IfStatement):
+            branch = (
+                node.then
+                if self.scalar(f"CASE WHEN {node.condition} THEN 1 ELSE 0 END", params) == 1
+                else node.otherwise
+            )
+            if branch is not None:
+                self._node(branch, params, out, first=False)
+        elif isinstance(node, Block):
+            for child in node.body:
+                self._node(child, params, out, first=False)
+
+    def _statement(self, text: str, params: Mapping[str, Any], out: list[Outcome], *, first: bool) -> None:
+        head = text.split(None, 1)[0].upper() if text.split() else ""
+        if head == "SET":
+            self._set(text, params, out)
+        elif head == "USE":
+            self._use(text, out)
+        elif head == "DBCC":
+            out.extend(self._dbcc(text))
+        elif head in ("EXEC", "EXECUTE"):
+            out.extend(self._exec(text, params))
+        elif head == "DECLARE":
+            self._declare(text, params)
+        elif head == "PRINT":
+            match = PRINT.match(text)
+            value = self.scalar(match.group(1), params) if match else ""
+            out.append(Message(0, "" if value is None else str(value)))
+        elif TRANSACTION.match(text):
+            out.append(RowCount(None))
+        elif head == "INSERT" and INSERT_EXEC.match(text):
+            out.append(self._insert_exec(text, params))
+        elif first and _looks_like_procedure(text):
+            out.extend(self._exec(text, params))
+        else:
+            out.extend(self._translated(translate(text, self._database), params))
+
+    def _translated(self, t: Translated, params: Mapping[str, Any]) -> list[Outcome]:
+        if t.kind == "select":
+            return [self._select(t, params)]
+        if t.kind == "create_temp":
+            assert t.temp_table is not None
+            if t.temp_table in self._temp:
+                raise Failed(SqlError(2714, f"There is already an object named '{t.temp_table}' in the database."))
+            self._con.execute(t.sql)
+            self._temp[t.temp_table] = t.temp_columns
+            return [RowCount(None)]
+        if t.kind == "drop_temp":
+            assert t.temp_table is not None
+            if t.temp_table not in self._temp:
+                if t.if_exists:
+                    return [RowCount(None)]
+                raise Failed(
+                    SqlError(
+                        3701,
+                        f"Cannot drop the table '{t.temp_table}', because it does not exist or "
+                        "you do not have permission.",
+                        state=5,
+                        severity=11,
+                    )
+                )
+            self._con.execute(f'DROP TABLE temp.main."{t.temp_table}"')
+            del self._temp[t.temp_table]
+            return [RowCount(None)]
+        if t.kind == "insert_temp":
+            assert t.temp_table is not None
+            if t.temp_table not in self._temp:
+                raise Failed(errors.invalid_object(t.temp_table))
+            self._check(t.tables)
+            self._instance.load(t.storages)
+            count = self._con.execute(t.sql, self._bind(t, params)).fetchone()
+            return [RowCount(None if self._nocount else int(count[0]) if count else 0)]
+        raise Failed(errors.read_only_database(self._database))
+
+    def _select(self, t: Translated, params: Mapping[str, Any]) -> ResultSet:
+        self._check(t.tables)
+        self._instance.load(t.storages)
+        cursor = self._con.execute(t.sql, self._bind(t, params))
+        description = cursor.description or []
+        rows = cursor.fetchall()
+        names = list(t.names)
+        hints = list(t.hints)
+        if None in names or len(names) != len(description):
+            names = [d[0] for d in description]
+            hints = [self._hint_by_name(t, d[0]) for d in description]
+        columns = []
+        values_by_column = [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in description]
+        for i, d in enumerate(description):
+            column = self._resolve_hint(hints[i])
+            shaped = shape(column, values_by_column[i]) if column is not None else None
+            if column is None or shaped is None:
+                column = from_duckdb(str(d[1]), values_by_column[i])
+                shaped = shape(column, values_by_column[i]) or values_by_column[i]
+            values_by_column[i] = shaped
+            columns.append(named(column, names[i] or ""))
+        out_rows = [tuple(col[r] for col in values_by_column) for r in range(len(rows))]
+        return ResultSet(tuple(columns), out_rows)
+
+    def _resolve_hint(self, hint: Column | TempColumn | VariableColumn | None) -> Column | None:
+        if isinstance(hint, TempColumn):
+            columns = self._temp.get(hint.table, ())
+            return next((c for c in columns if c.name.lower() == hint.column), None)
+        if isinstance(hint, VariableColumn):
+            return self._variables.get(hint.name, (None, None))[0]
+        return hint
+
+    def _hint_by_name(self, t: Translated, name: str) -> Column | None:
+        for ref in t.tables:
+            column = ref.table.column(name)
+            if column is not None:
+                return column
+        for columns in self._temp.values():
+            for column in columns:
+                if column.name.lower() == name.lower():
+                    return column
+        return None
+
+    def _check(self, tables: tuple[TableRef, ...]) -> None:
+        """Existence for this instance's version, database access and permissions, as SQL Server checks them."""
+        instance = self._instance
+        for ref in tables:
+            database = instance.database_name(ref.database)
+            if database is None or not ref.table.available(instance.profile.managed, instance.profile.major):
+                raise Failed(errors.invalid_object(ref.written))
+            if self.user_in(database) is None:
+                raise Failed(errors.no_database_access(self._login_name, database))
+            if ref.table.permission == VIEW_SERVER_STATE and not self.view_server_state:
+                raise Failed(*errors.view_server_state_denied())
+            if (
+                ref.table.scope == "msdb"
+                and not self.sysadmin
+                and not (self.database_roles("msdb") & {"db_datareader", "db_owner"})
+            ):
+                schema, name = ref.table.name.split(".")
+                raise Failed(errors.select_denied(name, "msdb", schema))
+
+    def _bind(self, t: Translated, params: Mapping[str, Any]) -> dict[str, Any]:
+        bound: dict[str, Any] = {}
+        for name in t.params:
+            if name in params:
+                bound[name] = params[name]
+            elif name in self._variables:
+                bound[name] = self._variables[name][1]
+            else:
+                raise Failed(errors.undeclared_variable(name))
+        for param, kind, literal in t.lookups:
+            if kind == "object":
+                bound[param] = self._instance.object_id(literal, self._database, set(self._temp))
+            else:
+                bound[param] = self._instance.server_property(literal)
+        return bound
+
+    # ---- statements answered without a query
+
+    def _set(self, text: str, params: Mapping[str, Any], out: list[Outcome]) -> None:
+        variable = SET_VARIABLE.match(text)
+        if variable:
+            name = variable.group(1).lower()
+            if name not in self._variables:
+                raise Failed(errors.undeclared_variable(variable.group(1)))
+            self._assign(name, self._variables[name][0], variable.group(2), params)
+            out.append(RowCount(None))
+            return
+        option = SET_OPTIONS.match(text)
+        if option is None:
+            word = text.split()[1] if len(text.split()) > 1 else ""
+            raise Failed(SqlError(195, f"'{word}' is not a recognized SET option.", severity=15))
+        name, value = option.group(1).upper(), option.group(2).strip().rstrip(";").strip()
+        if name == "NOCOUNT":
+            self._nocount = value.upper() == "ON"
+        elif name == "LOCK_TIMEOUT":
+            if not re.fullmatch(r"-?\d+", value):
+                raise Failed(errors.syntax_error(value))
+            self._set_variables({"lg_lock_timeout": int(value)})
+        out.append(RowCount(None))
+
+    def _use(self, text: str, out: list[Outcome]) -> None:
+        match = USE.match(text)
+        if match is None:
+            raise Failed(errors.syntax_error(text.split()[-1]))
+        wanted = match.group(1).strip('[]"')
+        database = self._instance.database_name(wanted)
+        if database is None:
+            raise Failed(errors.unknown_database(wanted))
+        if self.user_in(database) is None:
+            raise Failed(errors.no_database_access(self._login_name, database))
+        previous = self._database
+        self._switch(database)
+        out.append(DatabaseChanged(previous, database))
+        out.append(Message(5701, f"Changed database context to '{database}'."))
+
+    def _switch(self, database: str) -> None:
+        self._database = database
+        self._set_variables({"lg_user": self.user_in(database) or "guest"})
+
+    def _dbcc(self, text: str) -> list[Outcome]:
+        match = DBCC.match(text)
+        if match is None or match.group(1).upper() != "TRACESTATUS":
+            raise Failed(
+                SqlError(
+                    2526,
+                    "Incorrect DBCC statement. Check the documentation for the correct DBCC syntax and options.",
+                    severity=16,
+                    state=3,
+                )
+            )
+        args = [a.strip() for a in (match.group(2) or "").split(",") if a.strip()]
+        if not all(re.fullmatch(r"-?\d+", a) for a in args):
+            raise Failed(errors.syntax_error(args[0] if args else text))
+        options = {o.strip().upper() for o in (match.group(3) or "").split(",")}
+        running = self._instance.running_trace_flags()
+        flags = [int(a) for a in args if a != "-1"]
+        if flags:
+            rows = [(f, int(f in running), int(f in running), 0) for f in flags]
+        else:
+            rows = [(f, 1, 1, 0) for f in sorted(running)]
+        out: list[Outcome] = [ResultSet(TRACE_COLUMNS, list(rows))] if rows else []
+        if "NO_INFOMSGS" not in options:
+            out.append(Message(2528, DBCC_DONE, severity=10))
+        return out
+
+    def _exec(self, text: str, params: Mapping[str, Any]) -> list[Outcome]:
+        tokens = tokenize(text)
+        start = 1 if keyword(tokens[0]) in ("EXEC", "EXECUTE") else 0
+        if start < len(tokens) and tokens[start].token_type == TokenType.L_PAREN:
+            sql = self.scalar(text[tokens[start].start :], params)
+            out: list[Outcome] = []
+            self.run_batch(str(sql or ""), params, out)
+            return out
+        name_end = start
+        expect_name = True
+        while name_end < len(tokens):
+            token = tokens[name_end]
+            if token.token_type == TokenType.DOT:
+                expect_name = True
+            elif expect_name and token.token_type not in _NOT_NAMES:
+                expect_name = False
+            else:
+                break
+            name_end += 1
+        if name_end == start:
+            raise Failed(errors.syntax_error(text))
+        name = text[tokens[start].start : tokens[name_end - 1].end + 1]
+        arguments = [self._argument(group, text, params) for group in _split_arguments(tokens[name_end:])]
+        return procedures.call(self, name, arguments)
+
+    def _argument(self, tokens: list[Token], text: str, params: Mapping[str, Any]) -> tuple[str, Any]:
+        name = ""
+        if len(tokens) > 3 and tokens[0].token_type == TokenType.PARAMETER and tokens[2].token_type == TokenType.EQ:
+            name = "@" + tokens[1].text
+            tokens = tokens[3:]
+        expression = text[tokens[0].start : tokens[-1].end + 1]
+        if len(tokens) == 1 and tokens[0].token_type in (TokenType.STRING, TokenType.NATIONAL_STRING):
+            return name, tokens[0].text
+        if keyword(tokens[0]) == "DEFAULT" and len(tokens) == 1:
+            return name, None
+        return name, self.scalar(expression, params)
+
+    def _insert_exec(self, text: str, params: Mapping[str, Any]) -> Outcome:
+        match = INSERT_EXEC.match(text)
+        assert match is not None
+        table, column_list, call = match.group(1).lower(), match.group(2), match.group(3)
+        if table not in self._temp:
+            raise Failed(errors.invalid_object(table))
+        produced = self._exec(call, params)
+        failures = [o for o in produced if isinstance(o, SqlError)]
+        if failures:
+            raise Failed(*failures)
+        rows = [r for o in produced if isinstance(o, ResultSet) for r in o.rows]
+        columns = (
+            [c.strip().strip("[]") for c in column_list.split(",")]
+            if column_list
+            else [c.name for c in self._temp[table]]
+        )
+        if rows and len(rows[0]) != len(columns):
+            raise Failed(SqlError(213, "Column name or number of supplied values does not match table definition."))
+        if rows:
+            placeholders = ", ".join("?" for _ in columns)
+            quoted = ", ".join(f'"{c}"' for c in columns)
+            self._con.executemany(f'INSERT INTO temp.main."{table}" ({quoted}) VALUES ({placeholders})', rows)
+        return RowCount(None if self._nocount else len(rows))
+
+    def _declare(self, text: str, params: Mapping[str, Any]) -> None:
+        match = DECLARE.match(text)
+        if match is None:
+            raise Failed(errors.syntax_error(text.split()[-1]))
+        name, type_text, expression = match.group(1).lower(), match.group(2), match.group(3)
+        declared = from_datatype(exp.DataType.build(type_text, dialect="tsql"))
+        self._variables[name] = (declared, None)
+        if expression:
+            self._assign(name, declared, expression, params)
+
+    def _assign(self, name: str, declared: Column | None, expression: str, params: Mapping[str, Any]) -> None:
+        value = self.scalar(expression, params)
+        if declared is not None and declared.type is not SqlType.SQL_VARIANT and value is not None:
+            converted = shape(declared, [value])
+            value = converted[0] if converted else value
+        self._variables[name] = (declared, value)
+
+    def _set_variables(self, values: Mapping[str, Any]) -> None:
+        for name, value in values.items():
+            self._con.execute(f"SET VARIABLE {name} = $v", {"v": value})
+
+
+_NOT_NAMES = {
+    TokenType.STRING,
+    TokenType.NATIONAL_STRING,
+    TokenType.NUMBER,
+    TokenType.PARAMETER,
+    TokenType.L_PAREN,
+    TokenType.COMMA,
+    TokenType.SEMICOLON,
+    TokenType.EQ,
+}
+
+
+def _looks_like_procedure(text: str) -> bool:
+    """A batch may start with a bare procedure call: `sp_datatype_info_100 12,3` (FreeTDS sends that)."""
+    return re.match(r"^[\w\[\]\.]+(\s+[^=(].*)?$", text, re.DOTALL) is not None and (
+        text.split()[0].upper() not in STARTERS
+    )
+
+
+def _split_arguments(tokens: list[Token]) -> list[list[Token]]:
+    groups: list[list[Token]] = []
+    current: list[Token] = []
+    depth = 0
+    for token in tokens:
+        if token.token_type == TokenType.SEMICOLON:
+            break
+        if token.token_type == TokenType.L_PAREN:
+            depth += 1
+        elif token.token_type == TokenType.R_PAREN:
+            depth -= 1
+        if token.token_type == TokenType.COMMA and depth == 0:
+            groups.append(current)
+            current = []
+        else:
+            current.append(token)
+    if current:
+        groups.append(current)
+    if any(not g for g in groups):
+        raise Failed(errors.syntax_error(","))
+    return groups
