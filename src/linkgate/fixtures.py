@@ -17,7 +17,7 @@ from linkgate.gate import GATE_KEY, RECORDER_KEY, TARGET_KEY, Gate, NotApplicabl
 from linkgate.probes.facts import EvidenceRecorder
 from linkgate.probes.sql import Tde
 from linkgate.targets import Kind, Target
-from linkgate.views import DatabaseView, ManagedInstanceView, SqlServerView
+from linkgate.views import DatabaseView, ManagedInstanceView, SqlHostView, SqlServerView
 
 
 def _gate(config: pytest.Config) -> Gate:
@@ -64,11 +64,19 @@ def database(sql_server: SqlServerView, linkgate_target: Target) -> DatabaseView
 
 
 @pytest.fixture
-def mi(pytestconfig: pytest.Config, evidence: EvidenceRecorder) -> ManagedInstanceView:
+def mi(pytestconfig: pytest.Config, linkgate_target: Target, evidence: EvidenceRecorder) -> ManagedInstanceView:
     """The managed instance the environment links to."""
     gate = _gate(pytestconfig)
     facts = gate.cache.managed_instance()
     return ManagedInstanceView(gate.environment.managed_instance.name, facts, evidence)
+
+
+@pytest.fixture
+def sql_host(pytestconfig: pytest.Config, linkgate_target: Target, evidence: EvidenceRecorder) -> SqlHostView:
+    """The machine that runs the SQL Server under check, reached over ssh or WinRM as the environment declares."""
+    gate = _gate(pytestconfig)
+    host, network = gate.cache.sql_host(linkgate_target.server)
+    return SqlHostView(gate.environment.sql_servers[linkgate_target.server], host, network, evidence)
 
 
 @dataclass(frozen=True)
@@ -119,5 +127,9 @@ def _linkgate_applicability(request: pytest.FixtureRequest, pytestconfig: pytest
         return
     target: Target = request.getfixturevalue("linkgate_target")
     recorder: EvidenceRecorder = request.getfixturevalue("evidence")
-    if not prereq.applies.holds(_Context(_gate(pytestconfig), target, recorder)):
+    gate = _gate(pytestconfig)
+    if target.kind is Kind.HOST and gate.environment.sql_servers[target.server].host is None:
+        raise NotApplicable(f"applies only when the host of {target.server} is declared "
+                            f"(sql_servers.{target.server}.host)")
+    if not prereq.applies.holds(_Context(gate, target, recorder)):
         raise NotApplicable(f"applies only when {prereq.applies.description}")

@@ -14,6 +14,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from linkgate.environment import Environment
+from linkgate.probes.host import SqlHost, read_sql_host
+from linkgate.probes.net import HostNetwork
 from linkgate.probes.odbc import OdbcSession
 from linkgate.probes.sql import ManagedInstanceFacts, SqlServerFacts, read_managed_instance, read_sql_server
 from linkgate.targets import Kind, targets_for
@@ -64,6 +66,14 @@ class FactsCache:
         """Any other per-target fact source (hosts, ARM), cached and shared the same way."""
         result: T = self._submit(key, fn).result()
         return result
+
+    def sql_host(self, name: str) -> tuple[SqlHost, HostNetwork]:
+        """The host facts of one SQL Server's machine (read once, all facts in one go) and its network questions."""
+        host = self.other(
+            f"host:{name}", lambda: read_sql_host(self.env.sql_servers[name], timeout=self.env.timeouts.connect)
+        )
+        network = self.other(f"net:{name}", lambda: HostNetwork(host.shell, windows=host.windows is not None))
+        return host, network
 
     def _session(self, target: str, server: Any) -> OdbcSession:
         session = OdbcSession(target, server.connection, self.env.timeouts)

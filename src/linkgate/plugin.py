@@ -159,7 +159,8 @@ def pytest_runtest_makereport(
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, object] | None:
-    record = Record.from_properties(report.user_properties) if report.user_properties else None
+    props = getattr(report, "user_properties", None)
+    record = Record.from_properties(props) if props else None
     if record is None or (report.when == "teardown"):
         return None
     status = {

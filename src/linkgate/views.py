@@ -8,7 +8,24 @@ from __future__ import annotations
 
 import datetime as dt
 
-from linkgate.probes.facts import EvidenceRecorder
+from linkgate.environment import SqlServer
+from linkgate.firewall.flows import Flow, Verdict
+from linkgate.firewall.remediation import windows_command
+from linkgate.firewall.windows import evaluate_windows
+from linkgate.probes.facts import EvidenceRecorder, FactUnavailable
+from linkgate.probes.host import (
+    LinuxHostFacts,
+    LocalNetworks,
+    MssqlConf,
+    SectorSize,
+    ServiceState,
+    SqlHost,
+    StartupParams,
+    WindowsHostFacts,
+    WindowsOs,
+    WindowsServices,
+)
+from linkgate.probes.net import HostNetwork, Resolution, TcpConnect
 from linkgate.probes.sql import (
     AgentState,
     AgMembership,
@@ -148,3 +165,100 @@ class ManagedInstanceView:
 
     def database_tde(self, name: str) -> Tde:
         return self._use(self._facts.databases[name])
+
+
+class SqlHostView:
+    """The machine that runs one SQL Server, as one check sees it: its facts, and network questions asked there.
+
+    Linux facts (service, mssql.conf) exist only on Linux hosts, Windows facts (services, startup
+    parameters, OS) only on Windows hosts; the checks declare which OS they apply to.
+    """
+
+    def __init__(self, server: SqlServer, host: SqlHost, network: HostNetwork, recorder: EvidenceRecorder) -> None:
+        self.name = server.name
+        self.endpoint_port = server.endpoint_port
+        self.os = server.host_os
+        self._server = server
+        self._host = host
+        self._network = network
+        self._use = recorder.use
+
+    def _linux(self) -> LinuxHostFacts:
+        if self._host.linux is None:
+            raise FactUnavailable("Linux host facts", self.name, "the host is declared as Windows (host_os)")
+        return self._host.linux
+
+    def _windows(self) -> WindowsHostFacts:
+        if self._host.windows is None:
+            raise FactUnavailable("Windows host facts", self.name, "the host is declared as Linux (host_os)")
+        return self._host.windows
+
+    @property
+    def service(self) -> ServiceState:
+        return self._use(self._linux().service)
+
+    @property
+    def mssql_conf(self) -> MssqlConf:
+        return self._use(self._linux().mssql_conf)
+
+    @property
+    def windows_services(self) -> WindowsServices:
+        return self._use(self._windows().services)
+
+    @property
+    def startup_parameters(self) -> StartupParams:
+        return self._use(self._windows().startup)
+
+    @property
+    def windows_os(self) -> WindowsOs:
+        return self._use(self._windows().os)
+
+    @property
+    def sector_size(self) -> SectorSize:
+        facts = self._host.linux or self._host.windows
+        assert facts is not None
+        return self._use(facts.sector_size)
+
+    @property
+    def networks(self) -> LocalNetworks:
+        """The host's own IPv4 networks (interface addresses with their prefixes)."""
+        facts = self._host.linux or self._host.windows
+        assert facts is not None
+        return self._use(facts.networks)
+
+    @property
+    def address(self) -> str:
+        """The host's address in the link's flows: address_seen_by_mi, else its first own global address."""
+        if self._server.address_seen_by_mi is not None:
+            return str(self._server.address_seen_by_mi)
+        interfaces = self.networks.interfaces
+        if not interfaces:
+            raise FactUnavailable("the host's address", self.name, "it has no global IPv4 address")
+        return str(interfaces[0].ip)
+
+    def firewall(self, flow: Flow) -> Verdict:
+        """The host firewall's decision for `flow` (evidence: the listing it was read from)."""
+        if self._host.windows is not None:
+            return evaluate_windows(self._use(self._host.windows.firewall), flow)
+        return self._use(self._linux().firewall).evaluate(flow)
+
+    def firewall_fix(self, verdict: Verdict) -> str:
+        """The command that opens a denied flow, in the host firewall's own syntax."""
+        if self._host.windows is not None:
+            return windows_command(verdict)
+        return self._use(self._linux().firewall).remedy(verdict)
+
+    def firewall_if_readable(self, flow: Flow) -> Verdict | None:
+        """Like firewall(), but None when the firewall could not be read (to explain another failure)."""
+        try:
+            return self.firewall(flow)
+        except FactUnavailable:
+            return None
+
+    def resolve(self, name: str) -> Resolution:
+        """What `name` resolves to on this host."""
+        return self._use(self._network.resolve(name))
+
+    def connect(self, host: str, port: int) -> TcpConnect:
+        """A TCP connection attempt from this host to host:port."""
+        return self._use(self._network.connect(host, port))

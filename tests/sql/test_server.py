@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from linkgate.catalog import Severity, prereq
-from linkgate.conditions import MI_TO_SQL, fact_holds
+from linkgate.conditions import MI_TO_SQL, fact_holds, host_os_is
 from linkgate.versions import RULES, SUPPORTED_EDITIONS, mi_primary_supportability, supportability
 from linkgate.views import ManagedInstanceView, SqlServerView
 
@@ -209,20 +209,19 @@ def test_sql_trace_flag_9567(sql_server: SqlServerView) -> None:
     "sql-trace-flags-persisted",
     severity=Severity.RECOMMENDED,
     spec="SQL-09",
+    applies=host_os_is("windows"),
     docs=CONFIG_DOCS,
     remediation="Windows: SQL Server Configuration Manager → {instance} → Startup Parameters → add -T1800 and "
     "-T9567. Linux: sudo /opt/mssql/bin/mssql-conf traceflag 1800 9567 on. Then restart SQL Server.",
 )
 def test_sql_trace_flags_persisted(sql_server: SqlServerView) -> None:
-    """Trace flags 1800 and 9567 are configured as startup parameters.
+    """Trace flags 1800 and 9567 are configured as startup parameters in the registry.
 
-    A flag turned on with DBCC TRACEON is lost at the next restart.
+    A flag turned on with DBCC TRACEON is lost at the next restart. On Linux the startup flags live in
+    mssql.conf, which host-mssql-conf-traceflags reads on the host.
     """
     configured = sql_server.startup_parameters.trace_flags
-    assert sql_server.startup_parameters.arguments, (
-        "no startup parameters are visible in sys.dm_server_registry (on Linux they live in mssql.conf: "
-        "declare the host so the gate can read it)"
-    )
+    assert sql_server.startup_parameters.arguments, "no SQLArg startup parameters in sys.dm_server_registry"
     missing = sorted({1800, 9567} - configured)
     running_only = [f for f in missing if f in sql_server.trace_flags]
     lost = f" ({', '.join(map(str, running_only))} running now: lost at the next restart)" if running_only else ""

@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     with Lab(scenario, ephemeral_ports=args.ephemeral_ports) as lab:
+        if lab.hosts is not None:
+            _publish_ssh_key(lab.hosts.identity_file)
         if not args.quiet:
             _describe(lab)
         if args.ready_file:
@@ -58,6 +60,17 @@ def main(argv: list[str] | None = None) -> int:
             tmp.replace(args.ready_file)
         stop.wait()
     return 0
+
+
+SSH_KEY = Path("~/.cache/linkgate/lab/id_ed25519").expanduser()
+
+
+def _publish_ssh_key(identity: Path) -> None:
+    """Copy the lab hosts' ssh key to the stable path environments/demo.yaml names (mode 0600)."""
+    SSH_KEY.parent.mkdir(parents=True, exist_ok=True)
+    SSH_KEY.unlink(missing_ok=True)
+    SSH_KEY.touch(mode=0o600)
+    SSH_KEY.write_bytes(identity.read_bytes())
 
 
 def _describe(lab: Lab) -> None:

@@ -54,6 +54,7 @@ class Lab:
         self.backends: dict[str, InstanceBackend] = {}
         self._sql: Any = None
         self.certificate: Path | None = None
+        self.hosts: Any = None
 
     def __enter__(self) -> Lab:
         return self.start()
@@ -67,6 +68,10 @@ class Lab:
         from linkgate.lab.tds import LabSqlServer
 
         ensure_password()
+        if self.scenario.hosts:
+            from linkgate.lab.hosts import LabHosts, load_hosts
+            self.hosts = LabHosts(load_hosts(self.scenario.hosts), relocate=self.ephemeral_ports)
+            self.hosts.start()
         cert, key = write_self_signed(self.workdir, names=("localhost", "127.0.0.1"))
         self.certificate = cert
         self._sql = LabSqlServer(cert_file=cert, key_file=key)
@@ -77,6 +82,8 @@ class Lab:
                     spec = dataclasses.replace(spec, port=0)
                 backend = SimulatedInstance(spec)
                 host, port = self._sql.add(backend, spec.address, spec.port)
+                if self.hosts is not None and name in self.hosts.spec.machines and self.hosts.spec.machines[name].mssql_service:
+                    self._sql.add_socket(backend, self.hosts.listening_socket(name, 1433))
                 self.backends[name] = backend
                 self.listening[name] = Listening(name, spec.flavour, host, port)
         except BaseException:
@@ -88,6 +95,9 @@ class Lab:
         if self._sql is not None:
             self._sql.stop()
             self._sql = None
+        if self.hosts is not None:
+            self.hosts.stop()
+            self.hosts = None
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -113,13 +123,16 @@ class Lab:
                 "name": mi_name,
                 **self._connection(mi_name),
                 "fqdn": _fqdn(mi_spec),
-                "subnet": str(self.scenario.environment.get("mi_subnet", "198.18.2.0/24")),
+                "subnet": self._translate(str(self.scenario.environment.get("mi_subnet", "198.18.2.0/24"))),
             },
         }
         for key, value in self.scenario.environment.items():
             if key in ("direction", "cloud", "active_probes"):
                 env[key] = value
         return env
+
+    def _translate(self, address: str) -> str:
+        return self.hosts.translate(address) if self.hosts is not None else address
 
     def write_environment(self, path: Path) -> Path:
         path.write_text(yaml.safe_dump(self.environment(), sort_keys=False), encoding="utf-8")
@@ -133,13 +146,16 @@ class Lab:
     def _sql_entry(self, name: str, spec: InstanceSpec) -> dict[str, Any]:
         return {
             **self._connection(name),
-            "host_os": "linux" if spec.host_platform.lower() == "linux" else "windows",
+            "host_os": "linux" if spec.host.platform.lower() == "linux" else "windows",
             "instance": spec.instance_name or "MSSQLSERVER",
             "endpoint_port": 5022,
-            "address_seen_by_mi": str(self.scenario.environment.get("sql_ip", "198.18.1.10")),
-            "databases": list(spec.databases_to_link),
+            "address_seen_by_mi": self._translate(str(self.scenario.environment.get("sql_ip", "198.18.1.10"))),
+            "databases": [d for d in spec.databases if d not in ("master", "tempdb", "model", "msdb")],
+            **({"host": {"backend": "paramiko", "address": str(self.hosts.address(name)), "user": "root",
+                         "identity_file": str(self.hosts.identity_file)}}
+               if self.hosts is not None and name in self.hosts.spec.machines else {}),
         }
 
 
 def _fqdn(spec: InstanceSpec) -> str:
-    return spec.fqdn or f"{spec.name}.a1b2c3d4e5f6.database.windows.net"
+    return (spec.fabric.dns_record_name if spec.fabric else None) or f"{spec.name}.a1b2c3d4e5f6.database.windows.net"

@@ -38,7 +38,7 @@ WHERE registry_key LIKE N'%Parameters' AND value_name LIKE N'SQLArg%';
 """
 
 AGENT_SERVICE = """
-SELECT servicename, startup_type_desc, status_desc, last_startup_time
+SELECT servicename, startup_type_desc, status_desc
 FROM sys.dm_server_services WHERE servicename LIKE N'SQL Server Agent%';
 """
 
