@@ -25,6 +25,9 @@ class Context(Protocol):
     @property
     def target(self) -> Target: ...
 
+    @property
+    def active_probes(self) -> bool: ...
+
     def fact(self, name: str) -> object:
         """A named fact of the target (e.g. 'sql.major_version'); raises if it cannot be read."""
         ...
@@ -65,5 +68,8 @@ def fact_holds(description: str, name: str, predicate: Callable[[object], bool])
     return Condition(description, lambda ctx: predicate(ctx.fact(name)))
 
 
+ACTIVE_PROBES = Condition(
+    "active probes are enabled (--active-probes or active_probes: true)", lambda ctx: ctx.active_probes
+)
 SQL_TO_MI = direction_is("SQL_TO_MI")
 MI_TO_SQL = direction_is("MI_TO_SQL")

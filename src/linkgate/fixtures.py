@@ -97,6 +97,7 @@ class _Context:
 
     def __init__(self, gate: Gate, target: Target, recorder: EvidenceRecorder) -> None:
         self.environment = gate.environment
+        self.active_probes = gate.options.active_probes
         self.target = target
         self._gate = gate
         self._recorder = recorder

@@ -31,6 +31,7 @@ class NotApplicable(Exception):
 class Options:
     reports: Path
     fail_on_recommended: bool
+    active_probes: bool
     today: dt.date
 
 

@@ -61,6 +61,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Override the environment's query timeout",
     )
     group.addoption(
+        "--active-probes",
+        dest="linkgate_active_probes",
+        action="store_true",
+        help="Also run the opt-in probes that create objects on the targets (always cleaned up)",
+    )
+    group.addoption(
         "--today",
         dest="linkgate_today",
         type=dt.date.fromisoformat,
@@ -95,8 +101,9 @@ def pytest_configure(config: pytest.Config) -> None:
         environment=env,
         options=Options(
             reports,
-            config.getoption("linkgate_fail_on_recommended"),
-            config.getoption("linkgate_today") or dt.date.today(),
+            fail_on_recommended=config.getoption("linkgate_fail_on_recommended"),
+            active_probes=config.getoption("linkgate_active_probes") or env.active_probes,
+            today=config.getoption("linkgate_today") or dt.date.today(),
         ),
         cache=FactsCache(env),
         redactor=Redactor(env.secrets()),

@@ -50,7 +50,11 @@ from urllib.parse import parse_qs, urlsplit
 from linkgate.lab.scenario import ScenarioError
 
 SECRET_VARIABLE = "AZURE_CLIENT_SECRET"
-API_VERSIONS = {"microsoft.sql": "2025-01-01", "microsoft.network": "2024-05-01", "microsoft.authorization": "2022-04-01"}
+API_VERSIONS = {
+    "microsoft.sql": "2025-01-01",
+    "microsoft.network": "2024-05-01",
+    "microsoft.authorization": "2022-04-01",
+}
 TOKEN_SECONDS = 3599
 REQUEST_TIMEOUT = 10.0
 DEFAULT_RULES = (
@@ -61,7 +65,8 @@ DEFAULT_RULES = (
     ("DenyAllInBound", 65500, "Inbound", "Deny", "*", "*", "Deny all inbound traffic"),
     ("AllowVnetOutBound", 65000, "Outbound", "Allow", "VirtualNetwork", "VirtualNetwork",
      "Allow outbound traffic from all VMs to all VMs in VNET"),
-    ("AllowInternetOutBound", 65001, "Outbound", "Allow", "*", "Internet", "Allow outbound traffic from all VMs to Internet"),
+    ("AllowInternetOutBound", 65001, "Outbound", "Allow", "*", "Internet",
+     "Allow outbound traffic from all VMs to Internet"),
     ("DenyAllOutBound", 65500, "Outbound", "Deny", "*", "*", "Deny all outbound traffic"),
 )  # fmt: skip
 """Every NSG's defaultSecurityRules, as ARM lists them (name spellings as the API returns them)."""
@@ -219,7 +224,8 @@ class _Model:
                 "location": self.location,
                 "properties": {
                     "provisioningState": "Succeeded",
-                    "addressSpace": {"addressPrefixes": self._s.texts(spec.get("address_space"), f"{key}.address_space")},
+                    "addressSpace": {"addressPrefixes": self._s.texts(spec.get("address_space"),
+                                                                      f"{key}.address_space")},
                     "subnets": subnets, "virtualNetworkPeerings": peerings, "enableDdosProtection": False,
                 },
             })  # fmt: skip
@@ -233,7 +239,8 @@ class _Model:
                 "provisioningState": "Succeeded",
                 "peeringState": self._s.text(spec.get("state", "Connected"), f"{key}.state"),
                 "remoteVirtualNetwork": {"id": self._id("Microsoft.Network/virtualNetworks", spec.get("remote", name))},
-                "remoteAddressSpace": {"addressPrefixes": self._s.texts(spec.get("address_space"), f"{key}.address_space")},
+                "remoteAddressSpace": {"addressPrefixes": self._s.texts(spec.get("address_space"),
+                                                                        f"{key}.address_space")},
                 "allowVirtualNetworkAccess": True, "allowForwardedTraffic": False, "allowGatewayTransit": False,
                 "useRemoteGateways": spec.get("use_remote_gateways", False) is True,
             },
@@ -406,7 +413,8 @@ def _pair(singular: str, plural: str, values: Sequence[str]) -> dict[str, Any]:
 def _rule(nsg_id: str, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
     rule_id = f"{nsg_id}/securityRules/{name}"
     return {
-        "name": name, "id": rule_id, "etag": _etag(nsg_id), "type": "Microsoft.Network/networkSecurityGroups/securityRules",
+        "name": name, "id": rule_id, "etag": _etag(nsg_id),
+        "type": "Microsoft.Network/networkSecurityGroups/securityRules",
         "properties": {
             "provisioningState": "Succeeded", "protocol": spec["protocol"], "access": spec["access"],
             "priority": spec["priority"], "direction": spec["direction"],
@@ -420,8 +428,10 @@ def _rule(nsg_id: str, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
 
 def _default_rule(nsg_id: str, name: str, priority: int, direction: str, access: str, source: str,
                   destination: str, description: str) -> dict[str, Any]:  # fmt: skip
-    body = _rule(nsg_id, name, {"protocol": "*", "access": access, "priority": priority, "direction": direction,
-                                "source_ports": ["*"], "ports": ["*"], "source": [source], "destination": [destination]})  # fmt: skip
+    body = _rule(nsg_id, name, {
+        "protocol": "*", "access": access, "priority": priority, "direction": direction, "source_ports": ["*"],
+        "ports": ["*"], "source": [source], "destination": [destination],
+    })  # fmt: skip
     body["id"] = f"{nsg_id}/defaultSecurityRules/{name}"
     body["type"] = "Microsoft.Network/networkSecurityGroups/defaultSecurityRules"
     body["properties"]["description"] = description
@@ -459,7 +469,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's signature
+    def log_message(self, format: str, *args: Any) -> None:
         """Silence: the lab's log is `ArmLab.requests`."""
 
     def do_GET(self) -> None:
@@ -483,8 +493,16 @@ class _Handler(BaseHTTPRequestHandler):
 class ArmLab:
     """The endpoint for one scenario's `azure:` section. `start()` returns its base URL; `stop()` ends it."""
 
-    def __init__(self, section: Mapping[str, Any], *, certificate: tuple[Path, Path], source: str = "azure",
-                 client_secret: str | None = None, host: str = "127.0.0.1", port: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        section: Mapping[str, Any],
+        *,
+        certificate: tuple[Path, Path],
+        source: str = "azure",
+        client_secret: str | None = None,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+    ) -> None:
         self.model = _Model(section, source)
         self.certificate = certificate
         self.client_secret = client_secret or ensure_client_secret()
@@ -591,8 +609,8 @@ class ArmLab:
         if form.get("grant_type") != "client_credentials":
             return 400, {"error": "unsupported_grant_type", "error_description": "AADSTS70003: only client_credentials"}
         if form.get("client_id") != self.model.client_id:
-            return 400, {"error": "unauthorized_client", "error_description":
-                         f"AADSTS700016: Application with identifier '{form.get('client_id')}' was not found."}  # fmt: skip
+            return 400, {"error": "unauthorized_client", "error_description": "AADSTS700016: Application with "
+                         f"identifier '{form.get('client_id')}' was not found in the directory."}  # fmt: skip
         if not secrets.compare_digest(form.get("client_secret", ""), self.client_secret):
             return 401, {"error": "invalid_client", "error_description":
                          f"AADSTS7000215: Invalid client secret provided for '{self.model.client_id}'."}  # fmt: skip
@@ -608,12 +626,13 @@ class ArmLab:
 
     def _resource(self, path: str, api_version: str | None, token: str, ok: bool) -> tuple[int, dict[str, Any]]:
         if not token:
-            return 401, _arm_error("AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.")
+            return 401, _arm_error("AuthenticationFailed", "Authentication failed. The 'Authorization' header is "
+                                   "missing.")  # fmt: skip
         if not ok:
             return 401, _arm_error("InvalidAuthenticationToken", "The access token is invalid.")
         if api_version is None:
-            return 400, _arm_error("MissingApiVersionParameter",
-                                   "The api-version query parameter (?api-version=) is required for all requests.")  # fmt: skip
+            return 400, _arm_error("MissingApiVersionParameter", "The api-version query parameter (?api-version=) "
+                                   "is required for all requests.")  # fmt: skip
         lowered = path.rstrip("/").lower()
         provider = _provider(lowered)
         wanted = API_VERSIONS.get(provider)
@@ -643,8 +662,8 @@ class ArmLab:
             return 404, _arm_error("SubscriptionNotFound", f"The subscription '{parts[1] if len(parts) > 1 else ''}' "
                                    "could not be found.")  # fmt: skip
         if len(parts) < 4 or parts[3] != self.model.resource_group.lower():
-            return 404, _arm_error("ResourceGroupNotFound",
-                                   f"Resource group '{parts[3] if len(parts) > 3 else ''}' could not be found.")  # fmt: skip
+            group = parts[3] if len(parts) > 3 else ""
+            return 404, _arm_error("ResourceGroupNotFound", f"Resource group '{group}' could not be found.")
         kind = "/".join(parts[5:7]) if len(parts) > 6 else "/".join(parts[4:])
         return 404, _arm_error("ResourceNotFound", f"The Resource '{kind}/{parts[-1]}' under resource group "
                                f"'{self.model.resource_group}' was not found. For more details please go to "
