@@ -6,9 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from linkgate.lab.runner import ensure_password
+
 pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parent.parent
+ensure_password()  # scenarios resolve the lab login's password when they load, at collection time
 
 
 @pytest.fixture

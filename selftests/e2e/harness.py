@@ -47,7 +47,7 @@ class GateRun:
 
 
 def run_pytest_gate(env: Path, reports: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "pytest", "--env", str(env), "--reports", str(reports),
+    command = [sys.executable, "-m", "pytest", f"--env={env}", f"--reports={reports}",
                "-p", "no:cacheprovider", "-q", "-rN", *args]
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
 

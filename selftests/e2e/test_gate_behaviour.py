@@ -6,7 +6,7 @@ import datetime as dt
 import os
 from typing import Any
 
-from linkgate.lab.engine import is_read_only
+from linkgate.lab.engine import writes
 from selftests.e2e.harness import ROOT, GateRunner, run_pytest_gate
 
 
@@ -15,8 +15,7 @@ def test_gate_sends_nothing_that_changes_state(gate: GateRunner) -> None:
     assert run.returncode == 0
     sent = [s for log in run.statements.values() for s in log]
     assert len(sent) > 20
-    writes = [s.text for s in sent if not is_read_only(s.text)]
-    assert writes == []
+    assert [s.text for s in writes(sent)] == []
 
 
 def test_secrets_never_reach_any_output(gate: GateRunner) -> None:
@@ -40,7 +39,7 @@ def test_secrets_never_reach_any_output(gate: GateRunner) -> None:
 
 
 def test_unreachable_target_errors_every_check_once(gate: GateRunner) -> None:
-    run = gate("sql01-refuses-connections")
+    run = gate("fault-sql-refuses-connections")
     assert run.returncode == 1
     sql01 = [r for r in run.records() if r["target"].split("/")[0] == "sql01"]
     applicable = [r for r in sql01 if r["outcome"] != "not-applicable"]

@@ -36,11 +36,11 @@ def test_junit_carries_prerequisite_properties_under_xdist(gate: GateRunner) -> 
 
 
 def test_recommended_failure_is_a_warning_unless_asked(gate: GateRunner) -> None:
-    run = gate("sql-backup-without-checksum")
+    run = gate("sql-db-backup-without-checksum")
     assert run.returncode == 0
     assert run.summary["verdict"] == "go"
     assert {r["outcome"] for r in run.records() if r["prerequisite"] == "sql-db-backup-checksum"} >= {"warning"}
-    strict = gate("sql-backup-without-checksum", "--fail-on-recommended")
+    strict = gate("sql-db-backup-without-checksum", "--fail-on-recommended")
     assert strict.returncode == 1
     assert strict.summary["verdict"] == "no-go"
 

@@ -528,7 +528,9 @@ class ArmLab:
         server = _Server((self.host, self.port), _Handler)
         server.context, server.lab = context, self
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="linkgate-arm", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="linkgate-arm", daemon=True
+        )
         self._thread.start()
         return self.url
 
