@@ -41,11 +41,13 @@ def test_secrets_never_reach_any_output(gate: GateRunner) -> None:
 def test_unreachable_target_errors_every_check_once(gate: GateRunner) -> None:
     run = gate("fault-sql-refuses-connections")
     assert run.returncode == 1
-    sql01 = [r for r in run.records() if r["target"].split("/")[0] == "sql01"]
+    sql01 = [r for r in run.records() if r["target"].split("/")[0] == "sql01" and r["prerequisite"].startswith("sql-")]
     applicable = [r for r in sql01 if r["outcome"] != "not-applicable"]
     assert applicable, "every sql01 check must be reported"
     assert {r["outcome"] for r in applicable} == {"error"}
     assert all("unreachable" in r["message"] for r in applicable)
+    # The host's own view agrees: nothing listens where SQL Server should.
+    assert run.outcome_of("host-mssql-service", "sql01") == "failed"
     assert {r["outcome"] for r in run.records() if r["target"] == "mi01"} <= {"passed", "not-applicable"}
 
 
