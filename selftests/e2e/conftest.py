@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +14,8 @@ from linkgate.lab.scenario import load_scenario
 from selftests.e2e.harness import GateRun, GateRunner, run_pytest_gate
 
 
-
 @pytest.fixture
-def gate(tmp_path: Path) -> Iterator[GateRunner]:
+def gate(tmp_path: Path) -> GateRunner:
     """gate(scenario, *pytest_args, overlays=(), edit=None) → GateRun, with a fresh lab per call."""
 
     def run(scenario_name: str, *args: str, overlays: tuple[Path, ...] = (),
@@ -34,4 +33,4 @@ def gate(tmp_path: Path) -> Iterator[GateRunner]:
             statements = {name: backend.log() for name, backend in lab.backends.items()}
         return GateRun(proc.returncode, proc.stdout, proc.stderr, workdir / "reports", statements)
 
-    yield run
+    return run

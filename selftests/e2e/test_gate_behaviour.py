@@ -64,7 +64,7 @@ def test_waivers_accept_a_failure_until_they_expire(gate: GateRunner) -> None:
     expired = gate("sql-no-master-key", edit=waive(dt.date.today() - dt.timedelta(days=1)))
     assert expired.returncode == 1
     assert expired.outcome_of("sql-master-key", "sql01") == "failed"
-    (record,) = [r for r in expired.records("failed")]
+    (record,) = expired.records("failed")
     assert "expired" in record["message"]
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from linkgate.lab.scenario import list_scenarios, load_scenario
-
 from selftests.e2e.harness import GateRunner
 
 FAILING = [name for name in list_scenarios() if load_scenario(name).expect]
@@ -31,7 +32,8 @@ def test_failing_scenario_fails_exactly_its_prerequisites(gate: GateRunner, scen
     for r in run.records("failed", "warning", "error"):
         assert r["message"], r
         assert r["evidence"], f"{r['prerequisite']} shows no evidence"
-        assert r["remediation"] and "{" not in r["remediation"], r["remediation"]
+        assert r["remediation"], r
+        assert not re.search(r"\{[a-z_]+\}", r["remediation"]), f"unfilled field: {r['remediation']}"
     blocking = {r["prerequisite"] for r in run.records("failed", "error")}
     assert (run.returncode != 0) == bool(blocking)
     assert (run.summary["verdict"] == "no-go") == bool(blocking)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from linkgate.lab.engine import SimulatedInstance
 from linkgate.catalog import declared_ids
+from linkgate.lab.engine import SimulatedInstance
 from linkgate.lab.scenario import SCENARIO_DIR, ScenarioError, list_scenarios, load_scenario
 from selftests.lab.engine_fixtures import PASSWORD, lab_password, login, result, run, scenario, write_overlay
 

@@ -23,7 +23,8 @@ def load_catalog(tests_dir: Path) -> Catalog:
         if name in sys.modules:
             continue
         spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot import {path}")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)

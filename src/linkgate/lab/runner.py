@@ -82,8 +82,9 @@ class Lab:
                     spec = dataclasses.replace(spec, port=0)
                 backend = SimulatedInstance(spec)
                 host, port = self._sql.add(backend, spec.address, spec.port)
-                if self.hosts is not None and name in self.hosts.spec.machines and self.hosts.spec.machines[name].mssql_service:
-                    self._sql.add_socket(backend, self.hosts.listening_socket(name, 1433))
+                machine = self.hosts.spec.machines.get(name) if self.hosts is not None else None
+                if machine is not None and machine.mssql_service:  # also serve it at the lab host's own address
+                    self._sql.add_socket(backend, self.hosts.listening_socket(name, machine.mssql_service.port))
                 self.backends[name] = backend
                 self.listening[name] = Listening(name, spec.flavour, host, port)
         except BaseException:

@@ -15,6 +15,7 @@ that depends on it.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -36,10 +37,10 @@ from azure.core.rest import HttpRequest
 from azure.identity import DefaultAzureCredential, EnvironmentCredential
 
 from linkgate import clouds
-from linkgate.environment import AzureTarget, Cloud, Timeouts
+from linkgate.environment import AzureTarget, Cloud, Environment, Timeouts
 from linkgate.evidence import Evidence, render_rows
 from linkgate.firewall.nsg import Nsg
-from linkgate.probes.facts import EvidenceRecorder, Fact
+from linkgate.probes.facts import EvidenceRecorder, Fact, FactUnavailable
 
 SQL_API = "2025-01-01"
 """Microsoft.Sql: the first stable version whose managedInstances carry databaseFormat (2023-08-01 does not)."""
@@ -210,6 +211,28 @@ class AzureFacts:
     permissions: Fact[tuple[Permission, ...]]
     encryption_protector: Fact[EncryptionProtector]
     sql_vm: Fact[SqlVmNetwork | None]
+    instance_missing: bool = False
+    """Resource Manager answered 404 for the managed instance: it does not exist where the environment says."""
+
+
+@dataclass(frozen=True)
+class LinkPeer:
+    """A SQL Server as the managed instance's network sees it: the address its traffic comes from (after NAT)."""
+
+    name: str
+    address: ipaddress.IPv4Address
+    endpoint_port: int
+
+    @classmethod
+    def of(cls, env: Environment, server: str) -> LinkPeer:
+        """From the environment file; a SQL Server without `address_seen_by_mi` can't be evaluated (an error)."""
+        spec = env.sql_servers[server]
+        if spec.address_seen_by_mi is None:
+            raise FactUnavailable(
+                "the address the managed instance sees", server,
+                f"declare sql_servers.{server}.address_seen_by_mi (SQL Server's IP after any NAT) in {env.path.name}",
+            )  # fmt: skip
+        return cls(server, spec.address_seen_by_mi, spec.endpoint_port)
 
 
 # --- the client -----------------------------------------------------------------------------------------------
@@ -246,7 +269,7 @@ class ArmSettings:
 
     def credential(self) -> Any:
         """The azure-identity credential for these settings (a TokenCredential)."""
-        options: dict[str, Any] = {"authority": self.authority}
+        options: dict[str, Any] = {"authority": self.authority, "retry_total": RETRIES}
         if self.ca_bundle:
             options["connection_verify"] = self.ca_bundle
         if self.private_authority:
@@ -412,8 +435,17 @@ def _read(r: _Reader, azure: AzureTarget) -> AzureFacts:
         f"/subscriptions/{azure.subscription_id}/resourceGroups/{azure.resource_group}"
         f"/providers/Microsoft.Sql/managedInstances/{azure.instance_name}"
     )
-    instance = r.fact("the managed instance resource",
-                      lambda ev: ManagedInstance.from_arm(r.get(ev, mi_path, SQL_API)))  # fmt: skip
+    missing = False
+
+    def read_instance(ev: list[Evidence]) -> ManagedInstance:
+        nonlocal missing
+        try:
+            return ManagedInstance.from_arm(r.get(ev, mi_path, SQL_API))
+        except _Failed as e:
+            missing = e.error.status == 404
+            raise
+
+    instance = r.fact("the managed instance resource", read_instance)
     mi = instance.value
 
     def subnet(ev: list[Evidence]) -> Subnet:
@@ -445,8 +477,8 @@ def _read(r: _Reader, azure: AzureTarget) -> AzureFacts:
     nsg = _after(mi_subnet, "the managed instance subnet's NSG", lambda ev: _nsg(r, ev, mi_subnet.get().nsg_id), r)
     return AzureFacts(
         r.client.target, instance, mi_subnet, vnet, nsg, done["groups"], done["permissions"], done["protector"],
-        done["sql_vm"],
-    )
+        done["sql_vm"], missing,
+    )  # fmt: skip
 
 
 def _nsg(r: _Reader, ev: list[Evidence], nsg_id: str | None) -> Nsg | None:
@@ -481,6 +513,16 @@ class AzureView:
     def __init__(self, facts: AzureFacts, recorder: EvidenceRecorder) -> None:
         self._facts = facts
         self._use = recorder.use
+        self._recorder = recorder
+
+    @property
+    def instance_exists(self) -> bool:
+        """False when Resource Manager answered 404 for the instance; any other failure raises."""
+        if self._facts.instance_missing:
+            self._recorder.add(self._facts.instance.evidence)
+            return False
+        self._use(self._facts.instance)
+        return True
 
     @property
     def instance(self) -> ManagedInstance:

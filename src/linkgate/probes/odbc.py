@@ -8,9 +8,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from linkgate.environment import Auth, Connection, Encrypt, Timeouts
+from linkgate import drivers
+from linkgate.environment import Auth, Connection, Timeouts
 from linkgate.evidence import Evidence, render_rows
 
 
@@ -46,10 +47,8 @@ def driver_error(e: BaseException) -> str:
 
 def connection_string(conn: Connection, timeouts: Timeouts, *, database: str = "master") -> str:
     """The ODBC connection string for this connection (it contains the password: never log it)."""
-    from linkgate import drivers
-
     driver = drivers.resolve(conn.driver)
-    encrypt = {Encrypt.STRICT: "strict", Encrypt.MANDATORY: "mandatory", Encrypt.OPTIONAL: "optional"}[conn.encrypt]
+    encrypt: Literal["strict", "mandatory", "optional"] = conn.encrypt.value
     extra: dict[str, str] = {}
     if conn.auth is Auth.WINDOWS:
         extra["Trusted_Connection"] = "yes"
@@ -71,7 +70,6 @@ def connection_string(conn: Connection, timeouts: Timeouts, *, database: str = "
         encrypt=encrypt,
         trust_server_certificate=conn.trust_server_certificate,
         server_certificate=conn.server_certificate,
-        login_timeout=int(max(1, timeouts.connect)),
         extra=extra,
     )
 
