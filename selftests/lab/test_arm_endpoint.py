@@ -79,22 +79,27 @@ def test_signs_in_through_msal_and_reads_every_fact(start_arm: StartArm) -> None
     assert facts.mi_subnet.get().prefixes == ("198.18.2.0/24",)
     assert facts.mi_vnet.get().address_prefixes == ("198.18.2.0/24",)
     nsg = facts.mi_nsg.get()
-    assert nsg is not None and nsg.name == "nsg-mi"
+    assert nsg is not None
+    assert nsg.name == "nsg-mi"
     assert facts.failover_groups.get() == ()
     assert facts.encryption_protector.get().server_key_type == "AzureKeyVault"
     vm = facts.sql_vm.get()
-    assert vm is not None and vm.nic is not None and vm.nic.private_ips == ("198.18.1.10",)
+    assert vm is not None
+    assert vm.nic is not None
+    assert vm.nic.private_ips == ("198.18.1.10",)
     paths = [(r.method, r.path.split("/")[-1], r.status) for r in lab.requests[:2]]
     assert paths == [("GET", "openid-configuration", 200), ("POST", "token", 200)], "MSAL discovery, then the grant"
     arm = lab.requests[2:]
-    assert len(arm) == 12 and all(r.authenticated and r.status == 200 for r in arm)
+    assert len(arm) == 12
+    assert all(r.authenticated and r.status == 200 for r in arm)
     assert {r.api_version for r in arm} == {"2025-01-01", "2024-05-01", "2022-04-01"}
 
 
 def test_evidence_shows_each_get_and_the_nsg_as_a_rule_table(start_arm: StartArm) -> None:
     facts = read(start_arm())
     (evidence,) = facts.mi_nsg.evidence
-    assert evidence.source == "ARM" and evidence.target == "mi01"
+    assert evidence.source == "ARM"
+    assert evidence.target == "mi01"
     assert evidence.command.endswith("/networkSecurityGroups/nsg-mi?api-version=2024-05-01")
     rows = {line.split("|")[0].strip(): [c.strip() for c in line.split("|")] for line in evidence.result.splitlines()}
     assert rows["allow-milink-in"][1:] == ["1000", "inbound", "Allow Tcp from 198.18.1.10 port * to 198.18.2.0/24 "
@@ -109,8 +114,10 @@ def test_a_wrong_secret_fails_sign_in_with_entras_error_and_no_secret(
     monkeypatch.setenv("AZURE_CLIENT_SECRET", "not-the-secret")
     facts = read(lab)
     error = facts.instance.error or ""
-    assert "SignInFailed" in error and "AADSTS7000215" in error
-    assert "not-the-secret" not in error and "the-lab-secret" not in error
+    assert "SignInFailed" in error
+    assert "AADSTS7000215" in error
+    assert "not-the-secret" not in error
+    assert "the-lab-secret" not in error
     assert facts.mi_nsg.error == error, "facts that need the instance carry its error"
     assert not any(r.authenticated for r in lab.requests)
 
@@ -126,14 +133,16 @@ def test_an_unknown_instance_is_missing_with_arms_404(start_arm: StartArm) -> No
     facts = read(start_arm(), instance_name="mi-typo")
     assert facts.instance_missing
     assert "404 ResourceNotFound" in (facts.instance.error or "")
-    assert "Microsoft.Sql/managedInstances/mi-typo" in (facts.instance.error or "").replace("microsoft.sql", "Microsoft.Sql")
+    assert "The Resource 'Microsoft.Sql/managedInstances/mi-typo' under resource group 'rg-milink'" in (
+        facts.instance.error or ""
+    )
     assert facts.failover_groups.error == facts.instance.error
 
 
 def test_a_wrong_resource_group_is_resource_group_not_found(start_arm: StartArm) -> None:
     facts = read(start_arm(), resource_group="rg-other")
-    assert not facts.instance_missing or "ResourceGroupNotFound" in (facts.instance.error or "")
-    assert "ResourceGroupNotFound" in (facts.instance.error or "")
+    assert facts.instance_missing, "any 404: nothing exists where the environment points"
+    assert "404 ResourceGroupNotFound: Resource group 'rg-other' could not be found." in (facts.instance.error or "")
 
 
 def test_a_caller_without_read_permission_gets_authorization_failed(
@@ -142,7 +151,8 @@ def test_a_caller_without_read_permission_gets_authorization_failed(
     section = {**healthy_section(monkeypatch), "caller": {"can_read": False, "actions": ["Microsoft.Sql/*/write"]}}
     facts = read(start_arm(section))
     error = facts.instance.error or ""
-    assert "403 AuthorizationFailed" in error and "'Microsoft.Sql/managedInstances/read'" in error
+    assert "403 AuthorizationFailed" in error
+    assert "'Microsoft.Sql/managedInstances/read'" in error
     assert not facts.instance_missing
     assert facts.permissions.get()[0].actions == ("Microsoft.Sql/*/write",), "listing one's permissions needs none"
 
@@ -151,7 +161,8 @@ def test_other_api_versions_and_missing_tokens_are_refused_as_arm_does(start_arm
     lab = start_arm()
     target = target_of(lab)
     settings = ArmSettings.for_target(target, Cloud.AZURE)
-    path = f"/subscriptions/{target.subscription_id}/resourceGroups/rg-milink/providers/Microsoft.Sql/managedInstances/mi01"
+    path = f"/subscriptions/{target.subscription_id}/resourceGroups/rg-milink/providers/Microsoft.Sql/managedInstances"
+    path += "/mi01"
     with ArmClient(settings, settings.credential(), TIMEOUTS, "mi01") as client:
         body, _ = client.get(path, SQL_API)
         assert body["properties"]["databaseFormat"] == "SQLServer2022"
@@ -169,7 +180,8 @@ def test_the_token_is_asked_for_the_endpoints_own_scope(start_arm: StartArm) -> 
     assert settings.scope == f"{lab.url}/.default"
     assert settings.private_authority
     token = settings.credential().get_token(settings.scope)
-    assert token.token and token.expires_on > 0
+    assert token.token
+    assert token.expires_on > 0
     with pytest.raises(Exception, match="AADSTS70011"):
         settings.credential().get_token("https://management.azure.com/.default")
 
@@ -202,3 +214,21 @@ def test_section_mistakes_name_the_key(
         ArmLab(section, certificate=(tmp_path / "c", tmp_path / "k"), source="my.yaml")
     assert caught.value.key == key
     assert caught.value.file == "my.yaml"
+
+
+def test_a_relocated_lab_translates_addresses_but_not_tags(
+    start_arm: StartArm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    moved = start_arm(healthy_section(monkeypatch), translate=lambda a: a.replace("198.18.", "198.19."))
+    facts = read(moved)
+    assert facts.mi_subnet.get().prefixes == ("198.19.2.0/24",)
+    vm = facts.sql_vm.get()
+    assert vm is not None
+    assert vm.nic is not None
+    assert vm.nic.private_ips == ("198.19.1.10",)
+    nsg = facts.mi_nsg.get()
+    assert nsg is not None
+    rules = {r.name: r for r in nsg.rules}
+    assert rules["allow-milink-in"].sources == ("198.19.1.10",)
+    assert rules["Microsoft.Sql-managedInstances_UseOnly_mi-healthprobe-in"].sources == ("AzureLoadBalancer",)
+    assert rules["deny-all-out"].destinations == ("*",)

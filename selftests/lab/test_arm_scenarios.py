@@ -9,20 +9,26 @@ side taken from the scenario's declared instances; the e2e self-tests cover them
 from __future__ import annotations
 
 import ipaddress
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from linkgate import azure_rules
+from linkgate.docs import load_catalog
 from linkgate.environment import Direction
 from linkgate.lab.scenario import SCENARIO_DIR, Scenario, load_scenario
 from linkgate.probes.azure import AzureView, LinkPeer
 from linkgate.probes.facts import EvidenceRecorder, FactUnavailable
 from selftests.lab.test_arm_endpoint import HEALTHY_AZURE, StartArm, read, start_arm
-from tests.azure import test_azure as checks
 
 __all__ = ["start_arm"]  # the fixture, imported to be used here
+
+load_catalog(Path(__file__).resolve().parents[2] / "tests")
+checks: Any = sys.modules["linkgate_gate_azure_test_azure"]
+"""tests/azure/test_azure.py, under the name the catalogue loader gives it (one module, one registration)."""
 
 AZURE_SCENARIOS = sorted(p.stem for p in SCENARIO_DIR.glob("azure-*.yaml"))
 PEER = LinkPeer("sql01", ipaddress.IPv4Address("198.18.1.10"), 5022)
@@ -114,7 +120,8 @@ def test_nsg_failures_cite_the_deciding_rule_and_the_fix(
     scenario = load(name, monkeypatch)
     facts = read(start_arm(scenario.azure))
     message = failing(scenario, lambda: AzureView(facts, EvidenceRecorder()))[prereq_id]
-    assert "denied: " in message and where in message
+    assert "denied: " in message
+    assert where in message
     nsg = where.split(" ")[2]
     assert f"to open it: az network nsg rule create -g rg-milink --nsg-name {nsg}" in message
     priority = int(where.rsplit("priority ", 1)[1].split(",")[0].rstrip(")"))

@@ -32,7 +32,8 @@ def test_each_cloud_has_its_own_endpoints(cloud: Cloud, arm: str, authority_host
     settings = ArmSettings.for_target(TARGET, cloud)
     assert (settings.resource_manager, settings.scope) == (arm, scope)
     assert settings.authority == f"https://{authority_host}/"
-    assert not settings.private_authority and settings.ca_bundle is None
+    assert not settings.private_authority
+    assert settings.ca_bundle is None
 
 
 def test_no_two_clouds_share_an_endpoint() -> None:
@@ -69,6 +70,7 @@ def test_an_overridden_endpoint_asks_for_its_own_scope_and_uses_only_the_service
     settings = ArmSettings.for_target(lab, Cloud.US_GOVERNMENT)
     assert settings.resource_manager == "https://127.0.0.1:14343"
     assert settings.scope == "https://127.0.0.1:14343/.default"
-    assert settings.private_authority and settings.ca_bundle == "/tmp/ca.pem"
+    assert settings.private_authority
+    assert settings.ca_bundle == "/tmp/ca.pem"
     assert type(settings.credential()).__name__ == "EnvironmentCredential"
     assert type(ArmSettings.for_target(TARGET, Cloud.CHINA).credential()).__name__ == "DefaultAzureCredential"

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 
 from linkgate.environment import Direction as LinkDirection
 from linkgate.firewall.flows import Flow, Verdict
-from linkgate.firewall.nsg import Nsg
+from linkgate.firewall.nsg import Nsg, evaluate_path
 from linkgate.firewall.remediation import nsg_command
 
 if TYPE_CHECKING:
-    from linkgate.probes.azure import FailoverGroup, Permission, VirtualNetwork
+    from linkgate.probes.azure import FailoverGroup, Permission, Subnet, VirtualNetwork
 
 MI_ENDPOINT_PORT = 5022
 HADR_PORTS = "11000-11999"
@@ -178,6 +178,29 @@ def nsg_decision(verdict: Verdict, nsgs: Sequence[Nsg]) -> Decision:
     if verdict.allowed is False and nsgs:
         text += "\nto open it: " + nsg_command(verdict, nsgs)
     return Decision(verdict.allowed, text)
+
+
+def path_decision(
+    flows: Iterable[Flow], vnet: VirtualNetwork, *, subnet_nsg: Nsg | None, nic_nsg: Nsg | None = None
+) -> Decision:
+    """Whether every flow passes the NSGs on its path (subnet, then NIC inbound; the reverse outbound).
+
+    The first flow that is not allowed decides, citing its deciding rule; `vnet` resolves VirtualNetwork.
+    """
+    tag, how = virtual_network_tag(vnet)
+    nsgs = [n for n in (subnet_nsg, nic_nsg) if n is not None]
+    allowed = []
+    for flow in flows:
+        decision = nsg_decision(evaluate_path(flow, subnet=subnet_nsg, nic=nic_nsg, virtual_network=tag), nsgs)
+        if decision.ok is not True:
+            return Decision(decision.ok, decision.reason, (*decision.notes, how))
+        allowed.append(decision.reason)
+    return Decision(True, "\n".join(allowed), (how,))
+
+
+def ipv4_prefixes(subnet: Subnet) -> list[str]:
+    """The subnet's IPv4 prefixes: the link runs over IPv4 (the managed instance's subnet is IPv4)."""
+    return [p for p in subnet.prefixes if ipaddress.ip_network(p, strict=False).version == 4]
 
 
 def virtual_network_tag(vnet: VirtualNetwork) -> tuple[list[str] | None, str]:

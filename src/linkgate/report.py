@@ -182,7 +182,7 @@ def html_summary(records: Sequence[Record], env_name: str, direction: str, unche
         + ".</p>",
     ]
     if unchecked:
-        out.append("<p>Not checked (no data declared): " + e(", ".join(unchecked)) + "</p>")
+        out.append("<p>Applied to no target (see each reason): " + e(", ".join(unchecked)) + "</p>")
     out.append(
         '<table id="linkgate-matrix" class="lg-matrix"><tr><th>Prerequisite</th><th>Severity</th>'
         + "".join(f"<th>{e(t)}</th>" for t in targets)

@@ -33,13 +33,14 @@ Rules are a mapping so that an overlay changes or deletes (`null`) one rule by n
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
 import secrets
 import ssl
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -93,10 +94,15 @@ class LoggedRequest:
 
 
 class _Spec:
-    """Reads the raw section with the key path at hand, so every mistake names the file and the key."""
+    """Reads the raw section with the key path at hand, so every mistake names the file and the key.
 
-    def __init__(self, source: str) -> None:
+    `translate` maps a scenario address or network to the one the running lab uses (the lab hosts may be
+    relocated to another block of 198.18.0.0/15); tags such as VirtualNetwork and '*' stay as they are.
+    """
+
+    def __init__(self, source: str, translate: Callable[[str], str]) -> None:
         self.source = source
+        self.translate = translate
 
     def fail(self, key: str, message: str) -> ScenarioError:
         return ScenarioError(self.source, key, message)
@@ -129,12 +135,24 @@ class _Spec:
         items = value if isinstance(value, list) else [value]
         return [self.text(v, f"{key}.[{i}]") for i, v in enumerate(items)]
 
+    def address(self, value: Any, key: str) -> str:
+        text = self.text(value, key)
+        try:
+            ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            return text
+        return self.translate(text)
+
+    def addresses(self, value: Any, key: str) -> list[str]:
+        items = value if isinstance(value, list) else [value]
+        return [self.address(v, f"{key}.[{i}]") for i, v in enumerate(items)]
+
 
 class _Model:
     """The resources the section describes, as ARM JSON bodies keyed by lower-cased resource id."""
 
-    def __init__(self, section: Mapping[str, Any], source: str) -> None:
-        s = _Spec(source)
+    def __init__(self, section: Mapping[str, Any], source: str, translate: Callable[[str], str]) -> None:
+        s = _Spec(source, translate)
         top = s.mapping(dict(section), "azure", {
             "tenant_id", "client_id", "subscription_id", "resource_group", "location", "port", "caller",
             "managed_instance", "failover_groups", "virtual_networks", "network_interfaces", "sql_vm_nic",
@@ -203,7 +221,7 @@ class _Model:
                 sub_id = f"{vnet_id}/subnets/{name}"
                 props: dict[str, Any] = {
                     "provisioningState": "Succeeded",
-                    "addressPrefix": self._s.text(sub.get("prefix"), f"{key}.subnets.{name}.prefix"),
+                    "addressPrefix": self._s.address(sub.get("prefix"), f"{key}.subnets.{name}.prefix"),
                     "delegations": [{"name": f"dg-{name}", "properties": {"serviceName": sub["delegated_to"]}}]
                     if sub.get("delegated_to") else [],
                     "privateEndpointNetworkPolicies": "Disabled",
@@ -224,8 +242,8 @@ class _Model:
                 "location": self.location,
                 "properties": {
                     "provisioningState": "Succeeded",
-                    "addressSpace": {"addressPrefixes": self._s.texts(spec.get("address_space"),
-                                                                      f"{key}.address_space")},
+                    "addressSpace": {"addressPrefixes": self._s.addresses(spec.get("address_space"),
+                                                                          f"{key}.address_space")},
                     "subnets": subnets, "virtualNetworkPeerings": peerings, "enableDdosProtection": False,
                 },
             })  # fmt: skip
@@ -239,8 +257,8 @@ class _Model:
                 "provisioningState": "Succeeded",
                 "peeringState": self._s.text(spec.get("state", "Connected"), f"{key}.state"),
                 "remoteVirtualNetwork": {"id": self._id("Microsoft.Network/virtualNetworks", spec.get("remote", name))},
-                "remoteAddressSpace": {"addressPrefixes": self._s.texts(spec.get("address_space"),
-                                                                        f"{key}.address_space")},
+                "remoteAddressSpace": {"addressPrefixes": self._s.addresses(spec.get("address_space"),
+                                                                            f"{key}.address_space")},
                 "allowVirtualNetworkAccess": True, "allowForwardedTraffic": False, "allowGatewayTransit": False,
                 "useRemoteGateways": spec.get("use_remote_gateways", False) is True,
             },
@@ -264,7 +282,7 @@ class _Model:
                     "name": "ipconfig1", "id": f"{nic_id}/ipConfigurations/ipconfig1", "etag": _etag(nic_id),
                     "type": "Microsoft.Network/networkInterfaces/ipConfigurations",
                     "properties": {
-                        "privateIPAddress": self._s.text(spec.get("address"), f"{key}.address"),
+                        "privateIPAddress": self._s.address(spec.get("address"), f"{key}.address"),
                         "privateIPAllocationMethod": "Static", "privateIPAddressVersion": "IPv4", "primary": True,
                         "subnet": {"id": self._subnet_id(spec.get("subnet"), f"{key}.subnet")},
                     },
@@ -380,8 +398,8 @@ class _Model:
         return {
             "priority": priority, "direction": spec["direction"], "access": spec["access"],
             "protocol": self._s.text(spec.get("protocol", "Tcp"), f"{key}.protocol"),
-            "source": self._s.texts(spec.get("source", "*"), f"{key}.source"),
-            "destination": self._s.texts(spec.get("destination", "*"), f"{key}.destination"),
+            "source": self._s.addresses(spec.get("source", "*"), f"{key}.source"),
+            "destination": self._s.addresses(spec.get("destination", "*"), f"{key}.destination"),
             "ports": self._s.texts(spec.get("ports", "*"), f"{key}.ports"),
             "source_ports": self._s.texts(spec.get("source_ports", "*"), f"{key}.source_ports"),
         }  # fmt: skip
@@ -502,8 +520,10 @@ class ArmLab:
         client_secret: str | None = None,
         host: str = "127.0.0.1",
         port: int | None = None,
+        translate: Callable[[str], str] | None = None,
     ) -> None:
-        self.model = _Model(section, source)
+        """`translate`: the lab hosts' address relocation (LabHosts.translate), when they were relocated."""
+        self.model = _Model(section, source, translate or str)
         self.certificate = certificate
         self.client_secret = client_secret or ensure_client_secret()
         self.host = host
@@ -645,7 +665,7 @@ class ArmLab:
         if lowered.endswith("/providers/microsoft.authorization/permissions"):
             scope = lowered.removesuffix("/providers/microsoft.authorization/permissions")
             if scope not in self.model.resources:
-                return self._missing(scope)
+                return self._missing(path.rstrip("/").rsplit("/providers/", 1)[0])
             return 200, {"value": self.model.permissions}
         if not self.model.can_read:
             action = _read_action(path.rstrip("/"))
@@ -656,19 +676,21 @@ class ArmLab:
         if lowered in self.model.collections:
             return 200, {"value": self.model.collections[lowered]}
         found = self.model.resources.get(lowered)
-        return (200, found) if found is not None else self._missing(lowered)
+        return (200, found) if found is not None else self._missing(path.rstrip("/"))
 
-    def _missing(self, lowered: str) -> tuple[int, dict[str, Any]]:
-        parts = lowered.strip("/").split("/")
-        if len(parts) < 2 or parts[1] != self.model.subscription_id.lower():
-            return 404, _arm_error("SubscriptionNotFound", f"The subscription '{parts[1] if len(parts) > 1 else ''}' "
-                                   "could not be found.")  # fmt: skip
-        if len(parts) < 4 or parts[3] != self.model.resource_group.lower():
+    def _missing(self, path: str) -> tuple[int, dict[str, Any]]:
+        """ARM's 404 for `path`: the subscription, else the resource group, else the resource is named."""
+        parts = path.strip("/").split("/")
+        given = [p.lower() for p in parts]
+        if len(parts) < 2 or given[1] != self.model.subscription_id.lower():
+            subscription = parts[1] if len(parts) > 1 else ""
+            return 404, _arm_error("SubscriptionNotFound", f"The subscription '{subscription}' could not be found.")
+        if len(parts) < 4 or given[3] != self.model.resource_group.lower():
             group = parts[3] if len(parts) > 3 else ""
             return 404, _arm_error("ResourceGroupNotFound", f"Resource group '{group}' could not be found.")
         kind = "/".join(parts[5:7]) if len(parts) > 6 else "/".join(parts[4:])
         return 404, _arm_error("ResourceNotFound", f"The Resource '{kind}/{parts[-1]}' under resource group "
-                               f"'{self.model.resource_group}' was not found. For more details please go to "
+                               f"'{parts[3]}' was not found. For more details please go to "
                                "https://aka.ms/ARMResourceNotFoundFix")  # fmt: skip
 
 

@@ -26,7 +26,7 @@ import duckdb
 
 from linkgate.lab.engine.coltypes import duckdb_type
 from linkgate.lab.engine.rows import Placed
-from linkgate.lab.engine.schema import TABLES
+from linkgate.lab.engine.schema import OWNED_TABLES, TABLES
 from linkgate.lab.results import SqlType
 
 PROPS_TABLE = "lab.server_properties"
@@ -127,6 +127,49 @@ class Catalog:
     def remove_sessions(self, instance_id: int) -> None:
         with self._lock:
             self._con.execute(f"DELETE FROM {SESSIONS_TABLE.storage} WHERE lg_i = {instance_id}")
+
+    def insert_owned(self, instance_id: int, table_name: str, row: dict[str, Any], database: str | None = None) -> None:
+        """A row of an object an instance created at run time (a job, a test endpoint), under its own id."""
+        table = TABLES[table_name]
+        values = [str(instance_id), _literal(database)] + [_literal(row.get(c.name), c.type) for c in table.columns]
+        with self._lock:
+            self._con.execute(f"INSERT INTO {table.storage} VALUES ({', '.join(values)})")
+
+    def update_owned(self, instance_id: int, table_name: str, key: tuple[str, Any], values: dict[str, Any]) -> None:
+        """Set columns of an instance's own rows whose `key` column equals the key value."""
+        table = TABLES[table_name]
+        assignments = ", ".join(f'"{name}" = ?' for name in values)
+        with self._lock:
+            self._con.execute(
+                f'UPDATE {table.storage} SET {assignments} WHERE lg_i = ? AND "{key[0]}" = ?',
+                [*values.values(), instance_id, key[1]],
+            )
+
+    def delete_owned(self, instance_id: int, table_name: str, key: tuple[str, Any]) -> int:
+        """Remove an instance's own rows whose `key` column equals the key value; how many went."""
+        table = TABLES[table_name]
+        with self._lock:
+            found = self._con.execute(
+                f'DELETE FROM {table.storage} WHERE lg_i = ? AND "{key[0]}" = ? RETURNING 1', [instance_id, key[1]]
+            ).fetchall()
+        return len(found)
+
+    def owned(self, instance_id: int, table_name: str, key: tuple[str, Any] | None = None) -> list[dict[str, Any]]:
+        """An instance's own rows of one table (all, or those whose `key` column equals the key value)."""
+        table = TABLES[table_name]
+        columns = [c.name for c in table.columns]
+        where, args = ("lg_i = ?", [instance_id]) if key is None else (f'lg_i = ? AND "{key[0]}" = ?', [instance_id, key[1]])
+        quoted = ", ".join(f'"{c}"' for c in columns)
+        with self._lock:
+            rows = self._con.execute(f"SELECT {quoted} FROM {table.storage} WHERE {where}", args).fetchall()
+        return [dict(zip(columns, r, strict=True)) for r in rows]
+
+    def remove_owned(self, instance_id: int) -> None:
+        """Forget every row an instance created at run time (it is closing)."""
+        with self._lock:
+            self._con.execute(
+                ";\n".join(f"DELETE FROM {TABLES[t].storage} WHERE lg_i = {int(instance_id)}" for t in OWNED_TABLES)
+            )
 
     def connection(self) -> duckdb.DuckDBPyConnection:
         """A new connection for one session: its own variables and temp tables."""

@@ -1,9 +1,9 @@
-"""The stored procedures the lab answers: sp_executesql and the ODBC drivers' own catalog calls.
+"""The stored procedures the lab answers: sp_executesql, the ODBC drivers' own catalog calls, msdb's job procedures.
 
 Drivers call `sp_datatype_info_100` on connect (pyodbc's SQLGetTypeInfo) and
 `sp_describe_undeclared_parameters` to describe a NULL parameter; the gate runs database-scoped
-queries through `EXEC [db].sys.sp_executesql`. Anything else is 2812, as for a procedure that
-does not exist.
+queries through `EXEC [db].sys.sp_executesql`; the active probes call msdb.dbo.sp_add_job & co.
+(agent.py). Anything else is 2812, as for a procedure that does not exist.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from linkgate.lab.engine import errors
+from linkgate.lab.engine import agent, errors
 from linkgate.lab.engine.schema import column
 from linkgate.lab.results import Outcome, ResultSet, ReturnStatus, SqlError
 
@@ -110,6 +110,8 @@ def call(session: EngineSession, written: str, arguments: Arguments) -> list[Out
     parts = [p.strip().strip('[]"') for p in written.split(".")]
     name = parts[-1].lower()
     database = parts[0] if len(parts) == 3 and parts[0] else None
+    if name in agent.PROCEDURES and (len(parts) < 2 or parts[-2].lower() in ("", "dbo")):
+        return _in(session, database, written, lambda: agent.call(session, name, arguments))
     handler = PROCEDURES.get(name)
     if handler is None or (len(parts) >= 2 and parts[-2] and parts[-2].lower() not in ("sys", "dbo")):
         raise errors.unknown_procedure(written.strip())
@@ -119,6 +121,16 @@ def call(session: EngineSession, written: str, arguments: Arguments) -> list[Out
         raise errors.unknown_procedure(written.strip())
     with session.in_database(database):
         return [*handler(session, arguments), ReturnStatus(0)]
+
+
+def _in(session: EngineSession, database: str | None, written: str, run: Callable[[], list[Outcome]]) -> list[Outcome]:
+    """Run a procedure in `database` (a three-part name's) or the current one, ending with its return status."""
+    if database is None:
+        return [*run(), ReturnStatus(0)]
+    if not session.has_database(database):
+        raise errors.unknown_procedure(written.strip())
+    with session.in_database(database):
+        return [*run(), ReturnStatus(0)]
 
 
 def _executesql(session: EngineSession, arguments: Arguments) -> list[Outcome]:

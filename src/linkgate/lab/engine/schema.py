@@ -383,6 +383,62 @@ TABLES: dict[str, SystemTable] = {
         """,
         ),
         _table("sys.database_role_members", "database", "role_principal_id int; member_principal_id int"),
+        # SQL Server Agent's job tables in msdb (the lab's Agent fills them: engine/agent.py)
+        _table(
+            "dbo.sysjobs",
+            "msdb",
+            """
+            job_id uniqueidentifier; originating_server_id int; name sysname; enabled tinyint
+            description nvarchar(512); start_step_id int; category_id int; owner_sid varbinary(85)
+            date_created datetime; date_modified datetime; version_number int
+        """,
+        ),
+        _table(
+            "dbo.sysjobs_view",
+            "msdb",
+            """
+            job_id uniqueidentifier; originating_server nvarchar(128); name sysname; enabled tinyint
+            description nvarchar(512); start_step_id int; category_id int; owner_sid varbinary(85)
+            date_created datetime; date_modified datetime; version_number int
+        """,
+        ),
+        _table(
+            "dbo.sysjobsteps",
+            "msdb",
+            """
+            job_id uniqueidentifier; step_id int; step_name sysname; subsystem nvarchar(40); command nvarchar(max)
+            flags int; cmdexec_success_code int; on_success_action tinyint; on_success_step_id int
+            on_fail_action tinyint; on_fail_step_id int; database_name sysname; last_run_outcome int
+            last_run_duration int; last_run_date int; last_run_time int; step_uid uniqueidentifier
+        """,
+        ),
+        _table(
+            "dbo.sysjobactivity",
+            "msdb",
+            """
+            session_id int; job_id uniqueidentifier; run_requested_date datetime; run_requested_source sysname
+            queued_date datetime; start_execution_date datetime; last_executed_step_id int
+            last_executed_step_date datetime; stop_execution_date datetime; job_history_id int
+            next_scheduled_run_date datetime
+        """,
+        ),
+        _table(
+            "dbo.sysjobhistory",
+            "msdb",
+            """
+            instance_id int; job_id uniqueidentifier; step_id int; step_name sysname; sql_message_id int
+            sql_severity int; message nvarchar(4000); run_status int; run_date int; run_time int; run_duration int
+            retries_attempted int; server sysname
+        """,
+        ),
+        _table(
+            "dbo.sysjobstepslogs",
+            "msdb",
+            """
+            log_id int; log nvarchar(max); date_created datetime; date_modified datetime; log_size bigint
+            step_uid uniqueidentifier
+        """,
+        ),
         _table(
             "dbo.backupset",
             "msdb",
@@ -410,6 +466,24 @@ TABLES: dict[str, SystemTable] = {
         ),
     )
 }
+
+
+OWNED_TABLES = frozenset(
+    {
+        "sys.endpoints",
+        "sys.tcp_endpoints",
+        "sys.database_mirroring_endpoints",
+        "sys.certificates",
+        "dbo.sysjobs",
+        "dbo.sysjobs_view",
+        "dbo.sysjobsteps",
+        "dbo.sysjobactivity",
+        "dbo.sysjobhistory",
+        "dbo.sysjobstepslogs",
+    }
+)
+"""Tables that also hold an instance's own rows (objects created at run time: jobs, test endpoints,
+certificates), stored under the instance's own id next to the scenario's shared rows."""
 
 
 def find(schema: str, name: str) -> SystemTable | None:

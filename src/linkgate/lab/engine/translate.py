@@ -29,7 +29,7 @@ from sqlglot.errors import ParseError, TokenError
 from linkgate.lab.engine import errors
 from linkgate.lab.engine.coltypes import CHAR_TYPES, INTEGER_TYPES, duckdb_type, from_datatype, named
 from linkgate.lab.engine.rows import FIXED_SERVER_ROLES
-from linkgate.lab.engine.schema import TABLES, SystemTable, find
+from linkgate.lab.engine.schema import OWNED_TABLES, TABLES, SystemTable, find
 from linkgate.lab.results import Column, SqlType
 
 Kind = Literal["select", "create_temp", "drop_temp", "insert_temp", "write"]
@@ -657,6 +657,10 @@ def _storage_query(table_name: str, database: str) -> exp.Select:
         where = (
             "lg_i IN (getvariable('lg_i'), getvariable('lg_instance')) "
             "AND (getvariable('lg_view_server_state') OR session_id = getvariable('lg_spid'))"
+        )
+    elif table.name in OWNED_TABLES:  # the scenario's rows and the objects this instance created since
+        where = "lg_i IN (getvariable('lg_i'), getvariable('lg_instance'))" + (
+            f" AND lg_db = '{database}'" if database else ""
         )
     parsed = sqlglot.parse_one(f"SELECT {columns} FROM {table.storage} WHERE {where}", read="duckdb")
     assert isinstance(parsed, exp.Select)
