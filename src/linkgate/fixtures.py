@@ -14,6 +14,7 @@ import pytest
 from linkgate.catalog import prereq_of
 from linkgate.environment import Environment
 from linkgate.gate import GATE_KEY, RECORDER_KEY, TARGET_KEY, Gate, NotApplicable
+from linkgate.probes.azure import AzureView, LinkPeer, read_azure
 from linkgate.probes.facts import EvidenceRecorder
 from linkgate.probes.sql import Tde
 from linkgate.targets import Kind, Target
@@ -79,6 +80,26 @@ def sql_host(pytestconfig: pytest.Config, linkgate_target: Target, evidence: Evi
     return SqlHostView(gate.environment.sql_servers[linkgate_target.server], host, network, evidence)
 
 
+@pytest.fixture
+def azure(pytestconfig: pytest.Config, linkgate_target: Target, evidence: EvidenceRecorder) -> AzureView:
+    """The managed instance's resources in Azure Resource Manager, read once per worker."""
+    gate = _gate(pytestconfig)
+    env = gate.environment
+    target = env.azure
+    if target is None:
+        raise NotApplicable("applies only when the environment declares its Azure resources (azure:)")
+    facts = gate.cache.other(
+        "azure", lambda: read_azure(target, env.cloud, env.timeouts, env.managed_instance.name)
+    )
+    return AzureView(facts, evidence)
+
+
+@pytest.fixture
+def azure_peer(environment: Environment, linkgate_target: Target) -> LinkPeer:
+    """The SQL Server end of the link's flows, as the managed instance sees it."""
+    return LinkPeer.of(environment, linkgate_target.server)
+
+
 @dataclass(frozen=True)
 class MiDatabase:
     name: str
@@ -116,6 +137,9 @@ class _Context:
             "sql.endpoints": lambda: view.endpoints,
             "database.encrypted": lambda: db.tde.encrypted if db else False,
             "database.availability_groups": lambda: db.availability_groups.groups if db else (),
+            "database.in_memory_oltp": lambda: bool(
+                db and ((db.storage.xtp_containers or 0) > 0 or db.storage.memory_optimized_tables > 0)
+            ),
         }
         return readers[name]()
 

@@ -8,6 +8,7 @@ over in the environment variable the environment file names — it is never writ
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import secrets
 import subprocess
@@ -56,6 +57,8 @@ def prepare_secrets(path: Path, is_controller: bool) -> None:
     for name in lab_secret_variables(path):
         if not os.environ.get(name):
             os.environ[name] = "Lg!" + secrets.token_urlsafe(18)
+    # The lab's service principal: always a fresh secret, so a lab run never sends a real one anywhere.
+    os.environ["AZURE_CLIENT_SECRET"] = secrets.token_urlsafe(30)
 
 
 def with_timeouts(env: Environment, connect: float | None, query: float | None) -> Environment:
@@ -95,4 +98,6 @@ def start_if_declared(env: Environment) -> RunningLab | None:
             tail = (workdir / "lab.log").read_text(errors="replace")[-2000:]
             raise pytest.UsageError(f"linkgate: the lab for {env.name} did not start:\n{tail}")
         time.sleep(0.05)
+    document = json.loads(ready.read_text())
+    os.environ.update(document.get("azure_credentials") or {})  # tenant and client ids (not secret)
     return RunningLab(process, workdir)

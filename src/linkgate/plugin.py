@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Generator
 from pathlib import Path
 
@@ -106,7 +107,7 @@ def pytest_configure(config: pytest.Config) -> None:
             today=config.getoption("linkgate_today") or dt.date.today(),
         ),
         cache=FactsCache(env),
-        redactor=Redactor(env.secrets()),
+        redactor=Redactor([*env.secrets(), os.environ.get("AZURE_CLIENT_SECRET", "")]),
         is_controller=is_controller,
     )
     config.stash[GATE_KEY] = gate

@@ -44,7 +44,9 @@ FANOUT_FIXTURES = {
     "mi_database": Kind.MI_DATABASE,
     "sql_server": Kind.SQL_SERVER,
     "sql_host": Kind.HOST,
+    "azure_peer": Kind.SQL_SERVER,
     "mi": Kind.MANAGED_INSTANCE,
+    "azure": Kind.MANAGED_INSTANCE,
 }
 
 

@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     with Lab(scenario, ephemeral_ports=args.ephemeral_ports) as lab:
         if lab.hosts is not None:
-            _publish_ssh_key(lab.hosts.identity_file)
+            _publish(lab.hosts.identity_file, SSH_KEY)
+        if lab.certificate is not None:
+            _publish(lab.certificate, CA_FILE)
         if not args.quiet:
             _describe(lab)
         if args.ready_file:
@@ -63,14 +65,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 SSH_KEY = Path("~/.cache/linkgate/lab/id_ed25519").expanduser()
+CA_FILE = Path("~/.cache/linkgate/lab/ca.pem").expanduser()
 
 
-def _publish_ssh_key(identity: Path) -> None:
-    """Copy the lab hosts' ssh key to the stable path environments/demo.yaml names (mode 0600)."""
-    SSH_KEY.parent.mkdir(parents=True, exist_ok=True)
-    SSH_KEY.unlink(missing_ok=True)
-    SSH_KEY.touch(mode=0o600)
-    SSH_KEY.write_bytes(identity.read_bytes())
+def _publish(source: Path, destination: Path) -> None:
+    """Copy a lab credential to the stable path environments/demo.yaml names (mode 0600)."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    destination.unlink(missing_ok=True)
+    destination.touch(mode=0o600)
+    destination.write_bytes(source.read_bytes())
 
 
 def _describe(lab: Lab) -> None:

@@ -55,6 +55,8 @@ class Lab:
         self._sql: Any = None
         self.certificate: Path | None = None
         self.hosts: Any = None
+        self.arm: Any = None
+        self._engines: list[Any] = []
 
     def __enter__(self) -> Lab:
         return self.start()
@@ -65,6 +67,7 @@ class Lab:
     def start(self) -> Lab:
         from linkgate.lab.certs import write_self_signed
         from linkgate.lab.engine import SimulatedInstance
+        from linkgate.lab.engine.network import MachineNetwork
         from linkgate.lab.tds import LabSqlServer
 
         ensure_password()
@@ -74,6 +77,14 @@ class Lab:
             self.hosts.start()
         cert, key = write_self_signed(self.workdir, names=("localhost", "127.0.0.1"))
         self.certificate = cert
+        if self.scenario.azure:
+            from linkgate.lab.arm import ArmLab
+
+            self.arm = ArmLab(self.scenario.azure, certificate=(cert, key), source=str(self.scenario.files[-1]),
+                              port=0 if self.ephemeral_ports else None,
+                              translate=self.hosts.translate if self.hosts is not None else None)
+            self.arm.start()
+            os.environ.update(self.arm.credentials_environment())
         self._sql = LabSqlServer(cert_file=cert, key_file=key)
         self._sql.start()
         try:
@@ -85,6 +96,9 @@ class Lab:
                 machine = self.hosts.spec.machines.get(name) if self.hosts is not None else None
                 if machine is not None and machine.mssql_service:  # also serve it at the lab host's own address
                     self._sql.add_socket(backend, self.hosts.listening_socket(name, machine.mssql_service.port))
+                if machine is not None:  # Agent job steps connect from the machine; STARTED endpoints listen there
+                    backend.attach_network(MachineNetwork(self.hosts.netns(name), machine.etc_hosts))
+                self._engines.append(backend)
                 self.backends[name] = backend
                 self.listening[name] = Listening(name, spec.flavour, host, port)
         except BaseException:
@@ -96,6 +110,12 @@ class Lab:
         if self._sql is not None:
             self._sql.stop()
             self._sql = None
+        for engine in self._engines:  # stops its Agent jobs and endpoint listeners before the namespaces go
+            engine.close()
+        self._engines.clear()
+        if self.arm is not None:
+            self.arm.stop()
+            self.arm = None
         if self.hosts is not None:
             self.hosts.stop()
             self.hosts = None
@@ -108,6 +128,9 @@ class Lab:
             "scenario": self.scenario.name,
             "instances": {n: dataclasses.asdict(v) for n, v in self.listening.items()},
             "certificate": str(self.certificate) if self.certificate else None,
+            "azure": self.arm.environment_section() if self.arm is not None else None,
+            "azure_credentials": {k: v for k, v in self.arm.credentials_environment().items()
+                                  if k != "AZURE_CLIENT_SECRET"} if self.arm is not None else None,
         }
 
     def environment(self, *, name: str = "lab") -> dict[str, Any]:
@@ -127,6 +150,8 @@ class Lab:
                 "subnet": self._translate(str(self.scenario.environment.get("mi_subnet", "198.18.2.0/24"))),
             },
         }
+        if self.arm is not None:
+            env["azure"] = self.arm.environment_section()
         for key, value in self.scenario.environment.items():
             if key in ("direction", "cloud", "active_probes"):
                 env[key] = value

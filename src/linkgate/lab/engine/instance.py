@@ -3,7 +3,9 @@
 It implements `linkgate.lab.backend.InstanceBackend`: the TDS server calls `login()` and then the
 session's `execute()` / `call_procedure()`. Creating one is cheap (the system rows are stored on first
 login), so a process can hold hundreds. Every batch and procedure call is kept in `log()`, so a
-self-test can prove that a client sent nothing that changes state (see `audit.py`).
+self-test can prove that a client sent nothing that changes state (see `audit.py`). The only objects a
+client can create are the active probes' (agent.py: msdb jobs; ddl.py: certificates and endpoints);
+they are rows the instance owns, gone with `close()`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from typing import Any
 
 from linkgate.lab.backend import Faults, LoggedStatement
 from linkgate.lab.engine import errors
+from linkgate.lab.engine.agent import Agent
 from linkgate.lab.engine.catalog import Catalog
+from linkgate.lab.engine.network import EndpointListener, MachineNetwork
 from linkgate.lab.engine.profile import Profile, profile
 from linkgate.lab.engine.rows import SYSTEM_DB_IDS, system_rows
 from linkgate.lab.engine.schema import find
@@ -47,6 +51,8 @@ class SimulatedInstance:
         self._spids = itertools.count(FIRST_USER_SPID)
         self._databases = {name.lower(): name for name in (*SYSTEM_DB_IDS, *spec.databases)}
         self._properties = self.profile.server_properties()
+        self.agent = Agent(self)
+        self._endpoint_listeners: dict[str, EndpointListener | None] = {}
 
     # ---- InstanceBackend
 
@@ -160,13 +166,37 @@ class SimulatedInstance:
             return -_stable_id("sys", obj)
         return None
 
+    # ---- the machine it runs on (set by the lab when the scenario has hosts)
+
+    @property
+    def network(self) -> MachineNetwork | None:
+        return self.agent.network
+
+    def attach_network(self, network: MachineNetwork) -> None:
+        """Run on a lab machine: Agent job steps connect from its namespace, endpoints listen there."""
+        self.agent.network = network
+
+    def listen_for_endpoint(self, name: str, port: int) -> None:
+        """A STARTED endpoint listens on its port of the machine (shared when something already listens there)."""
+        if self.network is not None:
+            self._endpoint_listeners[name.lower()] = self.network.listen(port)
+
+    def stop_endpoint_listener(self, name: str) -> None:
+        listener = self._endpoint_listeners.pop(name.lower(), None)
+        if listener is not None:
+            listener.close()
+
     def close(self) -> None:
-        """Forget this instance's rows (its sessions must not be used afterwards)."""
+        """Forget this instance's rows (its sessions must not be used afterwards); stop its jobs and listeners."""
+        self.agent.close()
+        for name in list(self._endpoint_listeners):
+            self.stop_endpoint_listener(name)
         with self._lock:
             if self._row_set_id is not None:
                 self.catalog.detach(self._key)
                 self._row_set_id = None
             self.catalog.remove_sessions(self.own_id)
+            self.catalog.remove_owned(self.own_id)
 
     def _link_build(self) -> bool:
         minimum = LINK_PROCEDURE_BUILDS.get(self.profile.major)

@@ -17,7 +17,7 @@ import duckdb
 from sqlglot import exp
 from sqlglot.tokenizer_core import Token, TokenType
 
-from linkgate.lab.engine import errors, procedures
+from linkgate.lab.engine import ddl, errors, procedures
 from linkgate.lab.engine.batch import STARTERS, Block, IfStatement, Node, Statement, keyword, split_batch, tokenize
 from linkgate.lab.engine.coltypes import from_datatype, from_duckdb, named, shape
 from linkgate.lab.engine.schema import VIEW_SERVER_STATE
@@ -129,6 +129,11 @@ class EngineSession:
     def login_name(self) -> str:
         return self._login_name
 
+    @property
+    def instance(self) -> SimulatedInstance:
+        """The instance this session is logged in to (its Agent, its machine)."""
+        return self._instance
+
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Outcome]:
         self._instance.record(self, sql, "rpc" if params is not None else "batch", params or {})
         bound = {k.lstrip("@").lower(): v for k, v in (params or {}).items()}
@@ -237,6 +242,8 @@ class EngineSession:
             out.append(Message(0, "" if value is None else str(value)))
         elif TRANSACTION.match(text):
             out.append(RowCount(None))
+        elif head in ("CREATE", "DROP") and ddl.handles(text):
+            out.extend(ddl.run(self, text))
         elif head == "INSERT" and INSERT_EXEC.match(text):
             out.append(self._insert_exec(text, params))
         elif first and _looks_like_procedure(text):
