@@ -14,7 +14,7 @@ def test_gate_sends_nothing_that_changes_state(gate: GateRunner) -> None:
     run = gate("healthy")
     assert run.returncode == 0
     sent = [s for log in run.statements.values() for s in log]
-    assert len(sent) > 20
+    assert any("symmetric_key_id = 101" in s.text for s in sent), "the gate's own queries are in the log"
     assert [s.text for s in writes(sent)] == []
 
 

@@ -134,10 +134,16 @@ def _shape_report(report: pytest.TestReport, record: Record, item: pytest.Item) 
         report.outcome = "passed"
         report.longrepr = None
     if outcome is not Outcome.PASSED and outcome is not Outcome.NOT_APPLICABLE:
-        report.sections.append((f"linkgate {outcome.value}", record.message))
-        if evidence:
-            report.sections.append(("linkgate evidence", evidence))
-        report.sections.append(("linkgate remediation", f"{record.remediation}\nDocs: {record.docs}"))
+        sections = [(f"linkgate {outcome.value}", record.message), ("linkgate evidence", evidence or "(none)"),
+                    ("linkgate remediation", f"{record.remediation}\nDocs: {record.docs}")]
+        add = getattr(report.longrepr, "addsection", None)
+        for name, text in sections:
+            # On a failure the sections join the failure text itself (terminal and JUnit <failure>);
+            # a warning or waiver has no failure text, so they are report sections.
+            if add is not None:
+                add(name, text)
+            else:
+                report.sections.append((name, text))
     _add_html_extra(report, record)
 
 

@@ -1,0 +1,222 @@
+"""The opt-in active probes against the lab: read-only without them; with them, both directions tested the
+article's way, and the lab left exactly as it was — after success, failure, SIGTERM and SIGKILL."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from linkgate.lab.backend import LoggedStatement
+from linkgate.lab.engine import SimulatedInstance, writes
+from linkgate.lab.runner import Lab
+from linkgate.lab.scenario import load_scenario
+from selftests.e2e.harness import ROOT, GateRun, run_pytest_gate
+
+ACTIVE = ("net-mi-reaches-sql-5022", "net-sql-reaches-mi-active")
+ACTIVE_TESTS = "tests/network/test_active.py"
+OBJECT = re.compile(r"linkgate_([0-9a-f]{8})_\w+")
+WINDOWS_SQL01 = """extends: healthy
+instances:
+  sql01:
+    host: {platform: Windows, distribution: Windows Server 2022 Datacenter, release: "10.0"}
+"""
+
+
+@dataclass
+class LabGate:
+    """One lab kept across gate runs (so a second run meets what the first left), and the gate's state dir."""
+
+    lab: Lab
+    env: Path
+    state: Path
+    workdir: Path
+
+    def run(self, *args: str) -> GateRun:
+        reports = self.workdir / f"reports-{len(list(self.workdir.glob('reports-*')))}"
+        before = {n: len(b.log()) for n, b in self.lab.backends.items()}
+        proc = run_pytest_gate(self.env, reports, *args, timeout=120)
+        statements = {n: b.log()[before[n] :] for n, b in self.lab.backends.items()}
+        return GateRun(proc.returncode, proc.stdout, proc.stderr, reports, statements)
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            f"--env={self.env}",
+            f"--reports={self.workdir / 'killed'}",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            *args,
+        ]
+        return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def wait_for(self, instance: str, needle: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(needle in s.text for s in self.lab.backends[instance].log()):
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"{instance} never received {needle!r}")
+
+    def leftovers(self) -> dict[str, list[str]]:
+        """Every job, endpoint and certificate an instance holds beyond its scenario's (rows it owns)."""
+        found: dict[str, list[str]] = {}
+        for name, backend in self.lab.backends.items():
+            assert isinstance(backend, SimulatedInstance)
+            own = [
+                str(r["name"])
+                for table in ("dbo.sysjobs", "sys.endpoints", "sys.certificates")
+                for r in backend.catalog.owned(backend.own_id, table)
+            ]
+            if own:
+                found[name] = own
+        return found
+
+    def ledgers(self) -> list[Path]:
+        return sorted((self.state / "ledgers").glob("*"))
+
+
+@pytest.fixture
+def lab_gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., LabGate]]:
+    """lab_gate(scenario, overlays=()) → a running lab with its environment file; the ledger in tmp_path."""
+    monkeypatch.setenv("LINKGATE_STATE_DIR", str(tmp_path / "state"))
+    labs: list[Lab] = []
+
+    def make(scenario: str, overlays: tuple[Path, ...] = ()) -> LabGate:
+        lab = Lab(load_scenario(scenario, overlays), ephemeral_ports=True).start()
+        labs.append(lab)
+        env = tmp_path / "lab.yaml"
+        env.write_text(yaml.safe_dump(lab.environment(), sort_keys=False))
+        return LabGate(lab, env, tmp_path / "state", tmp_path)
+
+    yield make
+    for lab in labs:
+        lab.stop()
+
+
+def _texts(statements: dict[str, list[LoggedStatement]], instance: str) -> list[str]:
+    return [s.text for s in writes(statements[instance])]
+
+
+def _record(run: GateRun, prerequisite: str) -> dict[str, Any]:
+    (record,) = [r for r in run.records() if r["prerequisite"] == prerequisite]
+    return record
+
+
+def test_without_active_probes_nothing_is_written_and_they_do_not_apply(lab_gate: Callable[..., LabGate]) -> None:
+    gate = lab_gate("healthy")
+    run = gate.run()
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert [s.text for log in run.statements.values() for s in writes(log)] == []
+    for prerequisite in ACTIVE:
+        record = _record(run, prerequisite)
+        assert record["outcome"] == "not-applicable"
+        assert "--active-probes" in record["message"]
+
+
+def test_healthy_lab_passes_both_directions_and_keeps_nothing(lab_gate: Callable[..., LabGate]) -> None:
+    gate = lab_gate("healthy")
+    run = gate.run("--active-probes")
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert {_record(run, p)["outcome"] for p in ACTIVE} == {"passed"}
+    sql01, mi01 = _texts(run.statements, "sql01"), _texts(run.statements, "mi01")
+    assert [w.split()[0:2] for w in sql01] == [
+        ["CREATE", "CERTIFICATE"],
+        ["CREATE", "ENDPOINT"],
+        ["IF", "EXISTS"],
+        ["IF", "EXISTS"],
+    ]
+    assert "DROP ENDPOINT" in sql01[2]
+    assert "DROP CERTIFICATE" in sql01[3]
+    assert [re.search(r"sp_\w+", w).group(0) for w in mi01] == [  # type: ignore[union-attr]
+        "sp_add_job",
+        "sp_add_jobstep",
+        "sp_update_job",
+        "sp_add_jobserver",
+        "sp_start_job",
+        "sp_delete_job",
+    ]
+    assert "-InformationLevel Quiet" in mi01[1]
+    assert "@flags = 40" in mi01[1]
+    assert len({m for w in sql01 + mi01 for m in OBJECT.findall(w)}) == 1, "one run id names every object"
+    assert not any("PROCEDURE" in w.upper() for w in sql01 + mi01)
+    assert gate.leftovers() == {}
+    assert gate.ledgers() == []
+    sql_to_mi = "\n".join(e["result"] for e in _record(run, "net-sql-reaches-mi-active")["evidence"])
+    assert "SQL Server Agent on Linux cannot run the article's PowerShell job" in sql_to_mi
+
+
+def test_inbound_5022_blocked_fails_with_the_jobs_evidence(lab_gate: Callable[..., LabGate]) -> None:
+    gate = lab_gate("active-host-inbound-5022-dropped")
+    run = gate.run(ACTIVE_TESTS)
+    assert run.returncode == 1
+    record = _record(run, "net-mi-reaches-sql-5022")
+    assert record["outcome"] == "failed"
+    assert "did not connect" in record["message"]
+    assert "TCP connect to" in record["message"]
+    (log,) = [e for e in record["evidence"] if "sysjobstepslogs" in e["command"]]
+    assert "False" in log["result"]
+    assert _record(run, "net-sql-reaches-mi-active")["outcome"] == "passed"
+    assert gate.leftovers() == {}
+    assert gate.ledgers() == []
+
+
+def test_sigterm_mid_probe_removes_everything_before_the_gate_exits(lab_gate: Callable[..., LabGate]) -> None:
+    gate = lab_gate("active-host-inbound-5022-dropped")  # the job's tnc waits for a dropped SYN: time to signal
+    proc = gate.start(ACTIVE_TESTS)
+    gate.wait_for("mi01", "sp_start_job")
+    assert gate.leftovers(), "the probe's objects exist while it runs"
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode != 0, output[-2000:]
+    assert gate.leftovers() == {}
+    assert gate.ledgers() == []
+
+
+def test_after_a_killed_run_the_next_one_removes_the_leftovers_and_says_so(lab_gate: Callable[..., LabGate]) -> None:
+    gate = lab_gate("active-host-inbound-5022-dropped")
+    proc = gate.start(ACTIVE_TESTS)
+    gate.wait_for("mi01", "sp_start_job")
+    proc.kill()
+    proc.communicate(timeout=30)
+    left = gate.leftovers()
+    assert sorted(left) == ["mi01", "sql01"]
+    (ledger,) = gate.ledgers()
+    run_id = ledger.stem
+    assert {OBJECT.match(n).group(1) for names in left.values() for n in names} == {run_id}  # type: ignore[union-attr]
+
+    again = gate.run(ACTIVE_TESTS)
+    assert gate.leftovers() == {}
+    assert gate.ledgers() == []
+    for prerequisite in ACTIVE:
+        results = "\n".join(e["result"] for e in _record(again, prerequisite)["evidence"])
+        assert f"removed what an interrupted run ({run_id}" in results
+        assert all(name in results for names in left.values() for name in names)
+
+
+def test_sql_server_on_windows_runs_the_articles_agent_job(lab_gate: Callable[..., LabGate], tmp_path: Path) -> None:
+    overlay = tmp_path / "windows.yaml"
+    overlay.write_text(WINDOWS_SQL01)
+    gate = lab_gate("healthy", (overlay,))
+    run = gate.run("--active-probes", ACTIVE_TESTS)
+    record = _record(run, "net-sql-reaches-mi-active")
+    assert record["outcome"] == "passed", record["message"]
+    (history,) = [e for e in record["evidence"] if "sysjobhistory" in e["command"]]
+    assert history["result"].count("TcpTestSucceeded : True") == 2
+    steps = [s.text for s in writes(run.statements["sql01"]) if "sp_add_jobstep" in s.text]
+    assert len(steps) == 2
+    assert "Format-List" in steps[0]
+    assert "-port 11002" in steps[1]
+    assert gate.leftovers() == {}
