@@ -16,14 +16,12 @@ import testinfra
 
 from linkgate.environment import Auth, Connection, Encrypt, HostOS, HostSpec, SqlServer
 from linkgate.firewall.flows import Flow, Verdict
-from linkgate.firewall.windows import FIREWALL_SCRIPT, evaluate_windows
+from linkgate.firewall.windows import CMD_EXE_LIMIT, FIREWALL_SCRIPT, encoded_command, evaluate_windows
 from linkgate.probes.facts import TargetUnreachable
 from linkgate.probes.host import (
-    CMD_EXE_LIMIT,
     NETWORKS_SCRIPT,
     OS_SCRIPT,
     Shell,
-    encoded_command,
     instance_services,
     open_host,
     parse_mssql_conf,

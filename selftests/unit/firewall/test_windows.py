@@ -129,7 +129,7 @@ def test_unknown_action_is_an_error() -> None:
 
 def test_command_decodes_to_the_script() -> None:
     command = firewall_command()
-    prefix = "powershell.exe -NoProfile -NonInteractive -EncodedCommand "
+    prefix = "powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass -EncodedCommand "
     assert command.startswith(prefix)
     assert base64.b64decode(command.removeprefix(prefix)).decode("utf-16-le") == FIREWALL_SCRIPT
     assert len(command) < 8191  # cmd.exe's command-line limit

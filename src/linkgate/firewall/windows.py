@@ -57,10 +57,20 @@ _DEFAULTS = {Direction.INBOUND: "Block", Direction.OUTBOUND: "Allow"}
 _EPHEMERAL = PortRange(1024, 65535)
 
 
+CMD_EXE_LIMIT = 8191
+"""The longest line cmd.exe (testinfra's WinRM shell) accepts."""
+
+
 def encoded_command(script: str) -> str:
-    """`powershell.exe -NoProfile -NonInteractive -EncodedCommand <base64 of UTF-16LE>`: survives cmd.exe quoting."""
+    """`powershell.exe … -EncodedCommand <base64 UTF-16LE>`: one cmd.exe line that runs the whole script.
+
+    Encoding sidesteps cmd.exe quoting entirely; the line must stay under cmd.exe's 8191 characters.
+    """
     encoded = base64.b64encode(script.encode("utf-16-le")).decode("ascii")
-    return f"powershell.exe -NoProfile -NonInteractive -EncodedCommand {encoded}"
+    line = f"powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass -EncodedCommand {encoded}"
+    if len(line) > CMD_EXE_LIMIT:
+        raise ValueError(f"the encoded PowerShell command is {len(line)} characters; cmd.exe takes {CMD_EXE_LIMIT}")
+    return line
 
 
 def firewall_command() -> str:

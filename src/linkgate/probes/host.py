@@ -9,7 +9,6 @@ from the files and tools an operator would use (`systemctl`, /var/opt/mssql/mssq
 
 from __future__ import annotations
 
-import base64
 import configparser
 import enum
 import ipaddress
@@ -32,7 +31,7 @@ from linkgate.firewall.flows import Flow, Verdict
 from linkgate.firewall.netfilter import evaluate_iptables, evaluate_nft
 from linkgate.firewall.remediation import firewalld_command, iptables_command, nft_command, ufw_command
 from linkgate.firewall.ufw import evaluate_ufw
-from linkgate.firewall.windows import FIREWALL_SCRIPT
+from linkgate.firewall.windows import FIREWALL_SCRIPT, encoded_command
 from linkgate.probes.facts import Fact, TargetUnreachable
 
 T = TypeVar("T")
@@ -41,8 +40,6 @@ MSSQL_DATA = "/var/opt/mssql/data"
 TRACEFLAG_KEY = re.compile(r"^traceflag\d*$")
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
-CMD_EXE_LIMIT = 8191
-"""cmd.exe refuses longer command lines; every encoded PowerShell command must stay below it."""
 
 
 class CommandFailed(Exception):
@@ -446,18 +443,6 @@ def read_linux_host(host: Any, target: str, *, sudo: bool = False, log_path: str
 
 
 # --- Windows: PowerShell scripts answering in JSON -----------------------------------------------
-
-
-def encoded_command(script: str) -> str:
-    """`powershell.exe … -EncodedCommand <base64 UTF-16LE>`: one cmd.exe line that runs the whole script.
-
-    Encoding sidesteps cmd.exe quoting entirely; the line must stay under cmd.exe's 8191 characters.
-    """
-    encoded = base64.b64encode(script.encode("utf-16-le")).decode("ascii")
-    line = f"powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass -EncodedCommand {encoded}"
-    if len(line) > CMD_EXE_LIMIT:
-        raise ValueError(f"the encoded PowerShell command is {len(line)} characters; cmd.exe takes {CMD_EXE_LIMIT}")
-    return line
 
 
 def _ps_string(value: str) -> str:

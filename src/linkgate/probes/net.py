@@ -16,10 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from linkgate.clouds import allowlist
 from linkgate.evidence import Evidence
 from linkgate.firewall.flows import Verdict
+from linkgate.firewall.windows import encoded_command
 from linkgate.probes.facts import Fact
-from linkgate.probes.host import CommandFailed, Shell, encoded_command
+from linkgate.probes.host import CommandFailed, Shell
 
 T = TypeVar("T")
 
@@ -224,29 +226,9 @@ class AzureEndpoint:
     port: int = 443
 
 
-AZURE_ENDPOINTS: dict[str, tuple[AzureEndpoint, ...]] = {
-    "AzureCloud": (
-        AzureEndpoint("Microsoft Entra authority", "login.microsoftonline.com"),
-        AzureEndpoint("Entra resource id and service endpoint", "management.core.windows.net"),
-        AzureEndpoint("Resource Manager", "management.azure.com"),
-    ),
-    "AzureUSGovernment": (
-        AzureEndpoint("Microsoft Entra authority", "login.microsoftonline.us"),
-        AzureEndpoint("Entra resource id and service endpoint", "management.core.usgovcloudapi.net"),
-        AzureEndpoint("Resource Manager", "management.usgovcloudapi.net"),
-    ),
-    "AzureChinaCloud": (
-        AzureEndpoint("Microsoft Entra authority", "login.chinacloudapi.cn"),
-        AzureEndpoint("Entra resource id and service endpoint", "management.core.chinacloudapi.cn"),
-        AzureEndpoint("Resource Manager", "management.chinacloudapi.cn"),
-    ),
-}
-"""Spec NET-04: the allowlisted endpoints per cloud (the SQL DNS suffix is covered by the MI FQDN checks)."""
-
-
 def azure_endpoints(cloud: str) -> tuple[AzureEndpoint, ...]:
-    """The endpoints the link's tooling must reach in `cloud` (AzureCloud, AzureUSGovernment, AzureChinaCloud)."""
-    try:
-        return AZURE_ENDPOINTS[cloud]
-    except KeyError:
-        raise ValueError(f"unknown cloud {cloud!r}; known: {', '.join(AZURE_ENDPOINTS)}") from None
+    """The hosts of the article's allowlist in `cloud` (linkgate.clouds), one per host, as the tooling reaches them."""
+    purposes: dict[tuple[str, int], list[str]] = {}
+    for entry in allowlist(cloud):
+        purposes.setdefault((entry.host, entry.port), []).append(entry.item)
+    return tuple(AzureEndpoint(" and ".join(items), host, port) for (host, port), items in purposes.items())
