@@ -16,10 +16,13 @@ from typing import Any
 import pytest
 import yaml
 
+from linkgate.environment import load_environment
 from linkgate.lab.backend import LoggedStatement
 from linkgate.lab.engine import SimulatedInstance, writes
 from linkgate.lab.runner import Lab
 from linkgate.lab.scenario import load_scenario
+from linkgate.probes.active import ActiveProbes
+from linkgate.probes.odbc import OdbcSession
 from selftests.e2e.harness import ROOT, GateRun, run_pytest_gate
 
 ACTIVE = ("net-mi-reaches-sql-5022", "net-sql-reaches-mi-active")
@@ -220,3 +223,26 @@ def test_sql_server_on_windows_runs_the_articles_agent_job(lab_gate: Callable[..
     assert "Format-List" in steps[0]
     assert "-port 11002" in steps[1]
     assert gate.leftovers() == {}
+
+
+def test_a_job_that_outlives_its_timeout_is_an_error_and_still_removed(lab_gate: Callable[..., LabGate]) -> None:
+    gate = lab_gate("active-host-inbound-5022-dropped")  # tnc waits 2 s for the dropped SYN
+    env = load_environment(gate.env)
+    sessions: list[OdbcSession] = []
+
+    def open_session(name: str) -> OdbcSession:
+        target = env.managed_instance if name == env.managed_instance.name else env.sql_servers[name]
+        sessions.append(OdbcSession(name, target.connection, env.timeouts))
+        return sessions[-1]
+
+    probes = ActiveProbes(env, open_session, gate.state / "ledgers", job_timeout=0.3)
+    try:
+        fact = probes.mi_to_sql("sql01")
+    finally:
+        for session in sessions:
+            session.close()
+    assert fact.error is not None
+    assert "did not finish within 0.3 s" in fact.error
+    assert any("sp_delete_job" in e.command for e in fact.evidence)
+    assert gate.leftovers() == {}
+    assert gate.ledgers() == []

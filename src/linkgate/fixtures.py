@@ -14,11 +14,14 @@ import pytest
 from linkgate.catalog import prereq_of
 from linkgate.environment import Environment
 from linkgate.gate import GATE_KEY, RECORDER_KEY, TARGET_KEY, Gate, NotApplicable
+from linkgate.ledger import state_dir
+from linkgate.probes.active import ActiveProbes
 from linkgate.probes.azure import AzureView, LinkPeer, read_azure
 from linkgate.probes.facts import EvidenceRecorder
+from linkgate.probes.net import HostNetwork
 from linkgate.probes.sql import Tde
 from linkgate.targets import Kind, Target
-from linkgate.views import DatabaseView, ManagedInstanceView, SqlHostView, SqlServerView
+from linkgate.views import ActiveProbesView, DatabaseView, ManagedInstanceView, SqlHostView, SqlServerView
 
 
 def _gate(config: pytest.Config) -> Gate:
@@ -98,6 +101,24 @@ def azure(pytestconfig: pytest.Config, linkgate_target: Target, evidence: Eviden
 def azure_peer(environment: Environment, linkgate_target: Target) -> LinkPeer:
     """The SQL Server end of the link's flows, as the managed instance sees it."""
     return LinkPeer.of(environment, linkgate_target.server)
+
+
+@pytest.fixture
+def active(pytestconfig: pytest.Config, linkgate_target: Target, evidence: EvidenceRecorder) -> ActiveProbesView:
+    """The opt-in probes that create objects on the targets and always remove them (only with --active-probes)."""
+    gate = _gate(pytestconfig)
+    if not gate.options.active_probes:  # the check's ACTIVE_PROBES condition says so first; this is the backstop
+        raise NotApplicable("applies only when active probes are enabled (--active-probes or active_probes: true)")
+    probes = gate.cache.other(
+        "active-probes", lambda: ActiveProbes(gate.environment, gate.cache.session, state_dir() / "ledgers")
+    )
+    server = gate.environment.sql_servers[linkgate_target.server]
+
+    def host() -> HostNetwork | None:  # only Linux needs it: there the host tests SQL Server → MI, not the Agent
+        linux = server.host is not None and server.host_os.value == "linux"
+        return gate.cache.sql_host(server.name)[1] if linux else None
+
+    return ActiveProbesView(server.name, probes, lambda: gate.cache.managed_instance().fabric, host, evidence)
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,14 @@ class FactsCache:
         network = self.other(f"net:{name}", lambda: HostNetwork(host.shell, windows=host.windows is not None))
         return host, network
 
+    def session(self, name: str) -> OdbcSession:
+        """A new session of the gate's own to SQL Server `name` or the managed instance, closed with the cache.
+
+        The active probes (probes/active.py) run their statements on it, apart from the fact readers'.
+        """
+        mi = self.env.managed_instance
+        return self._session(name, mi if name == mi.name else self.env.sql_servers[name])
+
     def _session(self, target: str, server: Any) -> OdbcSession:
         session = OdbcSession(target, server.connection, self.env.timeouts)
         with self._lock:

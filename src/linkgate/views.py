@@ -7,12 +7,14 @@ the query behind it, so the report of that check shows exactly the evidence it d
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 from linkgate.environment import SqlServer
 from linkgate.firewall.flows import Flow, Verdict
 from linkgate.firewall.remediation import windows_command
 from linkgate.firewall.windows import evaluate_windows
-from linkgate.probes.facts import EvidenceRecorder, FactUnavailable
+from linkgate.probes.active import ActiveProbes, Connectivity
+from linkgate.probes.facts import EvidenceRecorder, Fact, FactUnavailable
 from linkgate.probes.host import (
     LinuxHostFacts,
     LocalNetworks,
@@ -262,3 +264,35 @@ class SqlHostView:
     def connect(self, host: str, port: int) -> TcpConnect:
         """A TCP connection attempt from this host to host:port."""
         return self._use(self._network.connect(host, port))
+
+
+class ActiveProbesView:
+    """The opt-in active probes of one SQL Server, as one check sees them (the probes' evidence is recorded).
+
+    Each probe runs once per gate process, when a check first reads it, and removes what it created.
+    """
+
+    def __init__(
+        self,
+        server: str,
+        probes: ActiveProbes,
+        fabric: Callable[[], Fact[Fabric]],
+        host: Callable[[], HostNetwork | None],
+        recorder: EvidenceRecorder,
+    ) -> None:
+        self.name = server
+        self._probes = probes
+        self._fabric = fabric
+        self._host = host
+        self._use = recorder.use
+
+    @property
+    def mi_to_sql(self) -> Connectivity:
+        """The managed instance's Agent job (NetHelper) connecting to this SQL Server's endpoint port."""
+        return self._use(self._probes.mi_to_sql(self.name))
+
+    @property
+    def sql_to_mi(self) -> Connectivity:
+        """This SQL Server connecting to the managed instance on 5022 and on its node's HADR port."""
+        fabric = self._use(self._fabric())
+        return self._use(self._probes.sql_to_mi(self.name, fabric, self._host()))

@@ -102,7 +102,9 @@ class Agent:
     def add_job(self, session: EngineSession, args: Mapping[str, Any]) -> list[Outcome]:
         name = str(args.get("job_name") or "")
         if not name:
-            raise SqlError(201, "Procedure or function 'sp_add_job' expects parameter '@job_name', which was not supplied.")
+            raise SqlError(
+                201, "Procedure or function 'sp_add_job' expects parameter '@job_name', which was not supplied."
+            )
         if any(str(j["name"]).lower() == name.lower() for j in self._owned("dbo.sysjobs")):
             raise SqlError(14261, f"The specified @job_name ('{name}') already exists.", severity=16)
         now = dt.datetime.now().replace(microsecond=0)
@@ -264,8 +266,13 @@ class Agent:
         outcome = "succeeded" if succeeded else "failed"
         tail = f"  The last step to run was step {last['step_id']} ({last['step_name']})." if last else ""
         history_id = self._history(
-            job_id, 0, "(Job outcome)", f"The job {outcome}.  The Job was invoked by User {user}.{tail}",
-            int(succeeded), (dt.datetime.now() - started).total_seconds(), started,
+            job_id,
+            0,
+            "(Job outcome)",
+            f"The job {outcome}.  The Job was invoked by User {user}.{tail}",
+            int(succeeded),
+            (dt.datetime.now() - started).total_seconds(),
+            started,
         )
         self._update(
             "dbo.sysjobactivity",
@@ -293,7 +300,8 @@ class Agent:
             word = command.split()[0] if command.split() else command
             return (
                 f"The term '{word}' is not recognized as the name of a cmdlet, function, script file, or operable "
-                "program.", 1,
+                "program.",
+                1,
             )
         host, port, quiet, selected = match.group(1), int(match.group(2)), bool(match.group(3)), match.group(4)
         attempt = (
@@ -342,7 +350,13 @@ class Agent:
         )
 
     def _history(
-        self, job_id: uuid.UUID, step_id: int, step_name: str, message: str, status: int, seconds: float,
+        self,
+        job_id: uuid.UUID,
+        step_id: int,
+        step_name: str,
+        message: str,
+        status: int,
+        seconds: float,
         when: dt.datetime,
     ) -> int:
         instance_id = next(self._history_ids)
@@ -407,6 +421,10 @@ def call(session: EngineSession, name: str, arguments: Arguments) -> list[Outcom
     if session.database.lower() != "msdb":
         raise errors.unknown_procedure(name)
     if not session.sysadmin and not (session.database_roles("msdb") & AGENT_ROLES):
-        raise SqlError(229, f"The EXECUTE permission was denied on the object '{name}', database 'msdb', schema 'dbo'.",
-                       severity=14, state=5)
+        raise SqlError(
+            229,
+            f"The EXECUTE permission was denied on the object '{name}', database 'msdb', schema 'dbo'.",
+            severity=14,
+            state=5,
+        )
     return handler(session.instance.agent, session, _arguments(arguments, positional))

@@ -25,6 +25,8 @@ Verdict = Literal["read", "write"]
 READ_ONLY_PROCEDURES = {"sp_datatype_info_100", "sp_datatype_info", "sp_describe_undeclared_parameters"}
 _EXEC = re.compile(r"^(?:EXEC(?:UTE)?\s+)?(?:@\w+\s*=\s*)?([\w\[\]\.\"]+)\s*(.*)$", re.IGNORECASE | re.DOTALL)
 _STRING = re.compile(r"^N?'((?:[^']|'')*)'", re.DOTALL)
+_OBJECT_DDL = re.compile(r"^(CREATE|ALTER|DROP)\s+(CERTIFICATE|ENDPOINT|PROC|PROCEDURE)\b", re.IGNORECASE)
+"""DDL sqlglot cannot parse (it would say so on stderr); a write whatever follows."""
 _HARMLESS = re.compile(
     r"^(SET|USE|DECLARE|PRINT|BEGIN\s+TRAN|BEGIN\s+TRANSACTION|COMMIT|ROLLBACK|DBCC\s+TRACESTATUS)\b", re.IGNORECASE
 )
@@ -68,6 +70,8 @@ def _node(node: Node) -> Verdict:
 
 def _statement(node: Statement) -> Verdict:
     text = node.text.strip().rstrip(";").strip()
+    if _OBJECT_DDL.match(text):
+        return "write"
     if _HARMLESS.match(text) and not re.match(r"^SET\s+@\w+\s*=.*\bEXEC", text, re.IGNORECASE | re.DOTALL):
         return "read"
     bare_call = text.split()[0].upper() not in STARTERS and re.match(r"^[\w\[\]\.]+(\s+[^=(]|$)", text)

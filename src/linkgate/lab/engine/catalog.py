@@ -158,7 +158,9 @@ class Catalog:
         """An instance's own rows of one table (all, or those whose `key` column equals the key value)."""
         table = TABLES[table_name]
         columns = [c.name for c in table.columns]
-        where, args = ("lg_i = ?", [instance_id]) if key is None else (f'lg_i = ? AND "{key[0]}" = ?', [instance_id, key[1]])
+        where, args = ("lg_i = ?", [instance_id]) if key is None else (f'lg_i = ? AND "{key[0]}" = ?', [instance_id])
+        if key is not None:
+            args.append(key[1])
         quoted = ", ".join(f'"{c}"' for c in columns)
         with self._lock:
             rows = self._con.execute(f"SELECT {quoted} FROM {table.storage} WHERE {where}", args).fetchall()

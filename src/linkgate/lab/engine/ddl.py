@@ -42,8 +42,9 @@ LISTENER_PORT = re.compile(r"LISTENER_PORT\s*=\s*(\d+)", re.IGNORECASE)
 LISTENER_IP = re.compile(r"LISTENER_IP\s*=\s*(ALL|\(\s*'?([\d.]+)'?\s*\))", re.IGNORECASE)
 ROLE = re.compile(r"ROLE\s*=\s*(ALL|PARTNER|WITNESS)", re.IGNORECASE)
 AUTHENTICATION = re.compile(rf"AUTHENTICATION\s*=\s*(CERTIFICATE\s+{NAME}|WINDOWS(?:\s+\w+)?)", re.IGNORECASE)
-ENCRYPTION = re.compile(r"ENCRYPTION\s*=\s*(REQUIRED|SUPPORTED|DISABLED)(?:\s+ALGORITHM\s+([\w ]+?))?\s*(?:,|$)",
-                        re.IGNORECASE)
+ENCRYPTION = re.compile(
+    r"ENCRYPTION\s*=\s*(REQUIRED|SUPPORTED|DISABLED)(?:\s+ALGORITHM\s+([\w ]+?))?\s*(?:,|$)", re.IGNORECASE
+)
 DROP = re.compile(rf"^DROP\s+(CERTIFICATE|ENDPOINT)\s+{NAME}$", re.IGNORECASE)
 DATE_FORMATS = ("%m/%d/%Y", "%Y%m%d", "%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%m/%d/%Y %H:%M:%S")
 _ids = itertools.count(1)
@@ -52,7 +53,9 @@ _ids = itertools.count(1)
 def handles(text: str) -> bool:
     """Whether `text` is a CREATE/DROP of a certificate or an endpoint (everything else is not DDL the lab takes)."""
     words = text.split(None, 2)
-    return len(words) >= 2 and words[0].upper() in ("CREATE", "DROP") and words[1].upper() in ("CERTIFICATE", "ENDPOINT")
+    return (
+        len(words) >= 2 and words[0].upper() in ("CREATE", "DROP") and words[1].upper() in ("CERTIFICATE", "ENDPOINT")
+    )
 
 
 def run(session: EngineSession, text: str) -> list[Outcome]:
@@ -189,8 +192,9 @@ def _create_endpoint(instance: SimulatedInstance, text: str) -> list[Outcome]:
         cert = _certificate(instance, "master", cert_name)
         if cert is None:
             raise SqlError(
-                15151, f"Cannot find the certificate '{cert_name}', because it does not exist or you do not have "
-                "permission.", severity=16,
+                15151,
+                f"Cannot find the certificate '{cert_name}', because it does not exist or you do not have permission.",
+                severity=16,
             )
         certificate_id, auth = int(cert["certificate_id"]), "CERTIFICATE"
     encryption = ENCRYPTION.search(mirroring)
@@ -240,7 +244,8 @@ def _drop_endpoint(instance: SimulatedInstance, name: str) -> list[Outcome]:
     found = [owned for n, owned in _mirroring_endpoints(instance) if n.lower() == name.lower()]
     if not found:
         raise SqlError(
-            15151, f"Cannot drop the endpoint '{name}', because it does not exist or you do not have permission.",
+            15151,
+            f"Cannot drop the endpoint '{name}', because it does not exist or you do not have permission.",
             severity=16,
         )
     if not found[0]:
@@ -256,13 +261,15 @@ def _drop_certificate(session: EngineSession, name: str) -> list[Outcome]:
     cert = _certificate(instance, session.database, name)
     if cert is None:
         raise SqlError(
-            15151, f"Cannot drop the certificate '{name}', because it does not exist or you do not have permission.",
+            15151,
+            f"Cannot drop the certificate '{name}', because it does not exist or you do not have permission.",
             severity=16,
         )
     if not cert["owned"]:
         raise errors.read_only_database(session.database)
-    users = instance.catalog.owned(instance.own_id, "sys.database_mirroring_endpoints", ("certificate_id",
-                                                                                         cert["certificate_id"]))
+    users = instance.catalog.owned(
+        instance.own_id, "sys.database_mirroring_endpoints", ("certificate_id", cert["certificate_id"])
+    )
     if users:
         raise SqlError(
             15352,

@@ -66,7 +66,9 @@ class EndpointListener:
 class MachineNetwork:
     """The network of one lab machine as its server's processes see it: its namespace and its hosts file."""
 
-    def __init__(self, netns: str, etc_hosts: Mapping[str, ipaddress.IPv4Address], *, timeout: float = TCP_TIMEOUT):
+    def __init__(
+        self, netns: str, etc_hosts: Mapping[str, ipaddress.IPv4Address], *, timeout: float = TCP_TIMEOUT
+    ) -> None:
         self.netns = netns
         self.etc_hosts = {name.lower(): address for name, address in etc_hosts.items()}
         self.timeout = timeout
