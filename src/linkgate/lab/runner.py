@@ -122,6 +122,10 @@ class Lab:
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def stats(self, name: str) -> Any:
+        """The TDS server's counters for one instance: connections, logins, round trips (for benchmarks)."""
+        return self._sql.stats(name)
+
     def ready_document(self) -> dict[str, Any]:
         """What `serve --ready-file` writes: where each instance listens (no secrets)."""
         return {
