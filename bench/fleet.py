@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-DEAD = {"dead-refuse": "refuse", "dead-drop": "drop"}
+DEAD = {"dead-refuse": {"refuse": True}, "dead-drop": {"drop": True}}
 
 
 def _serve(n: int, latency_ms: float, dead: bool, workdir: str, conn: Any) -> None:
@@ -44,8 +44,9 @@ def _serve(n: int, latency_ms: float, dead: bool, workdir: str, conn: Any) -> No
         name = f"sql{i:03d}"
         instances[name] = dataclasses.replace(template, name=name, port=0, faults=Faults(latency_ms=latency_ms))
     if dead:
-        for name, kind in DEAD.items():
-            instances[name] = dataclasses.replace(template, name=name, port=0, faults=Faults(**{kind: True}))
+        for name, fault in DEAD.items():
+            faults = Faults(refuse=fault.get("refuse", False), drop=fault.get("drop", False))
+            instances[name] = dataclasses.replace(template, name=name, port=0, faults=faults)
     instances["mi01"] = dataclasses.replace(base.instances["mi01"], port=0, faults=Faults(latency_ms=latency_ms))
     scenario = dataclasses.replace(base, name=f"fleet-{n}", instances=instances, hosts={}, azure={})
     with Lab(scenario, ephemeral_ports=True) as lab:
