@@ -158,7 +158,13 @@ def freetds() -> OdbcDriver:
 
 @dataclass
 class Served:
-    """A CannedBackend served by the session's TDS server, and how to connect to it."""
+    """A CannedBackend served by the session's TDS server, and how to connect to it.
+
+    pyodbc caches what it learns on a first connect (SQLGetTypeInfo: datetime precision, …) per
+    connection string for the life of the process, and a freed loopback port comes back to a later
+    backend; so each backend gets its own application name, or a test would inherit an earlier
+    backend's answers (seen in CI: datetime parameters sent as whole seconds).
+    """
 
     backend: CannedBackend
     server: LabSqlServer
@@ -171,8 +177,13 @@ class Served:
                 server_certificate: str | None = None, autocommit: bool = True) -> pyodbc.Connection:
         text = connection_string(driver, self.host, self.port, user=user, password=password, database=database,
                                  encrypt=encrypt, trust_server_certificate=trust,
-                                 server_certificate=server_certificate, login_timeout=timeout)
+                                 server_certificate=server_certificate, login_timeout=timeout,
+                                 app_name=self.app_name)
         return pyodbc.connect(text, autocommit=autocommit, timeout=timeout)
+
+    @property
+    def app_name(self) -> str:
+        return f"linkgate-{self.backend.name}"
 
 
 @pytest.fixture

@@ -86,7 +86,7 @@ def test_login7_carries_user_password_database_app_and_host(serve: Callable[...,
         assert cnxn.getinfo(pyodbc.SQL_DBMS_NAME) == "Microsoft SQL Server"  # LOGINACK program name
         assert cnxn.getinfo(pyodbc.SQL_DBMS_VER).startswith("16.00.4135")  # LOGINACK version
     assert served.backend.logins == [
-        {"user": USER, "database": "appdb", "app_name": "linkgate", "host_name": socket.gethostname()}
+        {"user": USER, "database": "appdb", "app_name": served.app_name, "host_name": socket.gethostname()}
     ]  # the password matched exactly, `;` and braces included, or the backend would have refused it
 
 

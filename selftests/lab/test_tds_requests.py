@@ -62,6 +62,21 @@ def test_datetime_parameters_keep_what_sp_datatype_info_allows(serve: Callable[.
     assert served.backend.statements[-1].params == {"P1": dt.datetime(2024, 1, 2, 3, 4, 5, 123000)}
 
 
+def test_pyodbc_asks_for_type_info_once_per_connection_string(serve: Callable[..., Served],
+                                                               driver: OdbcDriver) -> None:
+    """pyodbc keeps SQLGetTypeInfo's answers per connection string for the process: a second connect with
+    the same string asks nothing. Why Served gives each backend its own APP, and why a gate worker pays
+    the type-info round trips once per target, not once per connection."""
+    served = serve()
+    with served.connect(driver):
+        pass
+    first = len(served.backend.statements)
+    with served.connect(driver):
+        pass
+    assert first > 0
+    assert len(served.backend.statements) == first
+
+
 @pytest.mark.parametrize(("label", "value"), PARAMETERS, ids=[label for label, _ in PARAMETERS])
 def test_a_parameter_reaches_the_backend_by_name_with_its_value(serve: Callable[..., Served], driver: OdbcDriver,
                                                                  label: str, value: Any) -> None:
