@@ -33,7 +33,7 @@ class FactsCache:
         self._futures: dict[str, Future[Any]] = {}
         self._sessions: list[OdbcSession] = []
         self._executor: ThreadPoolExecutor | None = None
-        self._extra_gatherers: dict[str, Callable[[], Any]] = {}
+        self._prefetched = False
 
     def _submit(self, key: str, fn: Callable[[], T]) -> Future[T]:
         with self._lock:
@@ -47,10 +47,13 @@ class FactsCache:
             return future
 
     def prefetch(self) -> None:
-        """Start reading every SQL target now; checks then wait only for their own target."""
+        """Start reading every SQL target now (once); checks then wait only for their own target."""
+        if self._prefetched:
+            return
         self._submit(f"mi:{self.env.managed_instance.name}", self._read_mi)
         for name in self.env.sql_servers:
             self._submit(f"sql:{name}", lambda n=name: self._read_sql(n))  # type: ignore[misc]
+        self._prefetched = True  # after: a concurrent caller submits again, which _submit makes a no-op
 
     def sql_server(self, name: str) -> SqlServerFacts:
         self.prefetch()

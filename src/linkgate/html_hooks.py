@@ -33,7 +33,7 @@ def pytest_html_results_table_header(cells: list[str]) -> None:
 
 
 def pytest_html_results_table_row(report: pytest.TestReport, cells: list[str]) -> None:
-    record = Record.from_properties(getattr(report, "user_properties", ()))
-    values = (record.prerequisite, record.target, record.severity, record.outcome) if record else ("", "", "", "")
+    props = getattr(report, "user_properties", ())
+    values = [Record.property_of(props, name) or "" for name in ("id", "target", "severity", "outcome")]
     for i, v in enumerate(values, start=1):
         cells.insert(i, f"<td>{html.escape(v)}</td>")

@@ -21,7 +21,7 @@ from linkgate.gate import GATE_KEY, Gate, Options
 from linkgate.gather import FactsCache
 from linkgate.redaction import Redactor
 from linkgate.report import Outcome, Record, summary, terminal_lines, unchecked, verdict, write_summary
-from linkgate.targets import fanout_kind, targets_for
+from linkgate.targets import Target, fanout_kind, in_target_order, targets_for
 
 pytest_plugins = ["linkgate.fixtures"]
 
@@ -154,10 +154,31 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("linkgate_target", targets, ids=[t.id for t in targets], indirect=True)
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the checks target by target, in the order their facts are read (targets.in_target_order)."""
+    gate = config.stash.get(GATE_KEY, None)
+    if gate is not None:
+        items[:] = in_target_order(gate.environment, items, _target_of)
+
+
+def _target_of(item: pytest.Item) -> Target | None:
+    target = getattr(getattr(item, "callspec", None), "params", {}).get("linkgate_target")
+    return target if isinstance(target, Target) else None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport | None:
+    """A prerequisite's verdict needs no traceback: build its report directly (outcomes.compact_report)."""
+    if prereq_of(item) is None or item.config.stash.get(GATE_KEY, None) is None:
+        return None
+    return outcomes.compact_report(item, call)
+
+
+@pytest.hookimpl(wrapper=True, specname="pytest_runtest_makereport")
+def pytest_runtest_makereport_annotate(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Whoever built the report, linkgate's record and outcome go on it."""
     report = yield
     gate = item.config.stash.get(GATE_KEY, None)
     prereq = prereq_of(item)
@@ -167,16 +188,15 @@ def pytest_runtest_makereport(
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, object] | None:
-    props = getattr(report, "user_properties", None)
-    record = Record.from_properties(props) if props else None
-    if record is None or (report.when == "teardown"):
+    outcome = Record.property_of(getattr(report, "user_properties", ()), "outcome")
+    if outcome is None or report.when == "teardown":
         return None
     status = {
         Outcome.WARNING: ("warning", "W", ("WARNING", {"yellow": True})),
         Outcome.WAIVED: ("waived", "w", ("WAIVED", {"cyan": True})),
         Outcome.NOT_APPLICABLE: ("not applicable", "n", ("N/A", {"light": True})),
     }
-    return status.get(Outcome(record.outcome))
+    return status.get(Outcome(outcome))
 
 
 class RecordCollector:
