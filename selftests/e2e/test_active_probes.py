@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,12 +17,13 @@ import pytest
 import yaml
 
 from linkgate.environment import load_environment
+from linkgate.evidence import Evidence
 from linkgate.lab.backend import LoggedStatement
 from linkgate.lab.engine import SimulatedInstance, writes
 from linkgate.lab.runner import Lab
 from linkgate.lab.scenario import load_scenario
 from linkgate.probes.active import ActiveProbes
-from linkgate.probes.odbc import OdbcSession
+from linkgate.probes.odbc import OdbcSession, QueryFailed, Rows
 from selftests.e2e.harness import ROOT, GateRun, run_pytest_gate
 
 ACTIVE = ("net-mi-reaches-sql-5022", "net-sql-reaches-mi-active")
@@ -176,20 +177,17 @@ def test_inbound_5022_blocked_fails_with_the_jobs_evidence(lab_gate: Callable[..
     assert gate.ledgers() == []
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known race, issue 6 stays open: after SIGTERM during a running NetHelper job, the job is sometimes "
-    "left on the managed instance (about 2 runs in 3 here); the next run removes it (test below)",
-)
 def test_sigterm_mid_probe_removes_everything_before_the_gate_exits(lab_gate: Callable[..., LabGate]) -> None:
+    """The signal often lands while sp_start_job is in flight: the driver then drops the probe's connection to
+    mi01, so the job is removed over a new one; and the gate stops there (interrupted) instead of carrying on."""
     gate = lab_gate("active-host-inbound-5022-dropped")  # the job's tnc waits for a dropped SYN: time to signal
     proc = gate.start(ACTIVE_TESTS)
     gate.wait_for("mi01", "sp_start_job")
     assert gate.leftovers(), "the probe's objects exist while it runs"
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=60)
-    assert proc.returncode != 0, output[-2000:]
-    assert gate.leftovers() == {}
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, output[-2000:]
+    assert gate.leftovers() == {}, output[-3000:]
     assert gate.ledgers() == []
 
 
@@ -228,6 +226,50 @@ def test_sql_server_on_windows_runs_the_articles_agent_job(lab_gate: Callable[..
     assert "Format-List" in steps[0]
     assert "-port 11002" in steps[1]
     assert gate.leftovers() == {}
+
+
+class _DiesAfterStartingTheJob(OdbcSession):
+    """A session whose connection is lost once sp_start_job returns, as the driver loses it when SIGTERM lands
+    mid-statement: from then on every statement fails without reaching the server."""
+
+    dead = False
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> Rows:
+        if self.dead:
+            message = "08S01 [Microsoft][ODBC Driver 18 for SQL Server]Communication link failure"
+            raise QueryFailed(message, Evidence(self.target, "SQL", sql, message, ok=False))
+        rows = super().query(sql, params)
+        self.dead = "sp_start_job" in sql
+        return rows
+
+
+def test_a_probe_whose_session_died_removes_its_job_over_a_new_one(lab_gate: Callable[..., LabGate]) -> None:
+    gate = lab_gate("active-host-inbound-5022-dropped")
+    env = load_environment(gate.env)
+    sessions: list[OdbcSession] = []
+
+    def open_session(name: str) -> OdbcSession:
+        mi = name == env.managed_instance.name
+        target = env.managed_instance if mi else env.sql_servers[name]
+        first = not any(s.target == name for s in sessions)
+        kind = _DiesAfterStartingTheJob if mi and first else OdbcSession
+        sessions.append(kind(name, target.connection, env.timeouts))
+        return sessions[-1]
+
+    probes = ActiveProbes(env, open_session, gate.state / "ledgers")
+    try:
+        fact = probes.mi_to_sql("sql01")
+    finally:
+        for session in sessions:
+            session.close()
+    assert fact.error is not None
+    assert "Communication link failure" in fact.error
+    assert "could not remove" not in fact.error
+    removals = [e for e in fact.evidence if "sp_delete_job" in e.command]
+    assert [e.ok for e in removals] == [False, True], "tried on the dead session, then done over a new one"
+    assert [s.target for s in sessions].count("mi01") == 2
+    assert gate.leftovers() == {}
+    assert gate.ledgers() == []
 
 
 def test_a_job_that_outlives_its_timeout_is_an_error_and_still_removed(lab_gate: Callable[..., LabGate]) -> None:

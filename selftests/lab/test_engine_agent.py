@@ -3,6 +3,7 @@ CERTIFICATE and ENDPOINT, and `tnc` job steps that really connect from the simul
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 
 from linkgate.lab import netns as nx
 from linkgate.lab.engine import SimulatedInstance, classify
+from linkgate.lab.engine.network import TcpAttempt
 from linkgate.lab.engine.session import EngineSession
 from linkgate.lab.runner import Lab
 from selftests.lab.engine_fixtures import (
@@ -115,6 +117,48 @@ def test_job_history_has_each_step_and_the_job_outcome() -> None:
     assert [(r["step_id"], r["run_status"]) for r in rows] == [(0, 1), (1, 1)]  # tnc exits 0 even when it fails
     assert "TcpTestSucceeded : False  Process Exit Code 0.  The step succeeded." in rows[1]["message"]
     assert rows[0]["message"].startswith("The job succeeded.")
+
+
+class _HeldNetwork:
+    """A machine whose TCP connects wait until released: a `tnc` step that runs as long as the test wants."""
+
+    timeout = 30.0
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def connect(self, host: str, port: int) -> TcpAttempt:
+        self.release.wait(self.timeout)
+        return TcpAttempt(host, host, port, True)
+
+
+def test_deleting_a_running_job_returns_at_once_and_the_job_writes_nothing_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As msdb's sp_delete_job, which only notifies Agent: the lab answers it on the TDS loop thread, so waiting
+    for the step would stall every session, and a step that ends later must not write rows back."""
+    mi = login("mi01")
+    network = _HeldNetwork()
+    monkeypatch.setattr(mi.instance.agent, "network", network)
+    run(mi, ADD_JOB.format(job="lg_running", command="tnc 198.18.1.10 -port 5022 -InformationLevel Quiet"))
+    run(mi, "EXEC msdb.dbo.sp_start_job @job_name = N'lg_running'")
+    (step,) = [t for t in threading.enumerate() if t.name == "lab-agent-lg_running"]
+    releaser = threading.Timer(2.0, network.release.set)  # a delete that waits for the step fails, not hangs
+    releaser.start()
+    started = time.monotonic()
+    try:
+        deleted = run(mi, "EXEC msdb.dbo.sp_delete_job @job_name = N'lg_running'")
+        seconds = time.monotonic() - started
+    finally:
+        network.release.set()
+        releaser.cancel()
+        step.join(timeout=5)
+    assert [o for o in deleted if hasattr(o, "number")] == []
+    assert seconds < 1.0, f"sp_delete_job waited {seconds:.1f} s for the running step"
+    assert not step.is_alive()
+    for table in ("sysjobs", "sysjobs_view", "sysjobsteps", "sysjobactivity", "sysjobhistory", "sysjobstepslogs"):
+        assert result(run(mi, f"SELECT count(*) FROM msdb.dbo.{table}")).rows == [(0,)], table
+    assert error(run(mi, "EXEC msdb.dbo.sp_start_job @job_name = N'lg_running'")).number == 14262
 
 
 @pytest.mark.parametrize(

@@ -16,9 +16,12 @@ Both directions are tested exactly as "Prepare your environment for a link" does
 
 Every object is named `linkgate_<run id>_<what>`, recorded in the ledger before it is created
 (linkgate.ledger) and removed in reverse order in `finally` — after success, failure, a timeout,
-Ctrl-C or SIGTERM (turned into KeyboardInterrupt while a probe runs). A run first removes what dead
-runs' ledgers name on this environment's targets and reports it. Nothing here runs unless the gate
-was started with --active-probes (or `active_probes: true`).
+Ctrl-C or SIGTERM (turned into KeyboardInterrupt while a probe runs, then raised again once the
+objects are gone). A signal that lands while a statement is in flight makes the ODBC driver drop that
+connection (its wait fails with EINTR: "TCP Provider: Error code 0x2714"), so a removal that fails is
+retried once over a new session. A run first removes what dead runs' ledgers name on this
+environment's targets and reports it. Nothing here runs unless the gate was started with
+--active-probes (or `active_probes: true`).
 """
 
 from __future__ import annotations
@@ -119,18 +122,45 @@ def _host(text: str) -> str:
     return text
 
 
+@dataclass
+class _Sigterm:
+    """SIGTERM during one probe: whether it arrived, and whether the probe's objects are being removed."""
+
+    received: int | None = None
+    removing: bool = False
+
+    def interrupt(self) -> None:
+        """While the probe runs, stop it (KeyboardInterrupt) if SIGTERM arrived; while removing, never.
+
+        The handler raises the interrupt itself, but that one does not always get out: a signal that lands
+        while pyodbc waits in the driver mostly runs the handler inside pyodbc's decoding of the driver's
+        message, and pyodbc drops the exception (the statement fails with "HY000 The driver did not supply
+        an error!" instead). So every statement of the probe checks again when it returns.
+        """
+        if self.received is not None and not self.removing:
+            raise KeyboardInterrupt(f"signal {self.received}: removing the active probes' objects first")
+
+    def reraise(self) -> None:
+        """After the removal: KeyboardInterrupt if SIGTERM arrived at any point, so the gate stops now."""
+        if self.received is not None:
+            raise KeyboardInterrupt(f"signal {self.received}: the active probes' objects were removed first")
+
+
 @contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """While a probe has objects out, SIGTERM raises KeyboardInterrupt (once), so `finally` removes them."""
+def _sigterm_interrupts(state: _Sigterm) -> Iterator[None]:
+    """While a probe has objects out, SIGTERM raises KeyboardInterrupt (once, and not during the removal).
+
+    Raised, the interrupt reaches the probe's `finally`, which removes the objects.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    fired: list[bool] = []
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
-        if not fired:
-            fired.append(True)
-            raise KeyboardInterrupt(f"signal {signum}: removing the active probes' objects first")
+        first = state.received is None
+        state.received = signum
+        if first:
+            state.interrupt()
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
@@ -144,17 +174,23 @@ class _Run:
     """One probe's work on the targets: evidence in order, and the objects it created (in its ledger)."""
 
     ledger: Ledger
+    reopen: Callable[[OdbcSession], OdbcSession]
+    """A new session to the same target, in place of one a removal failed on."""
     evidence: list[Evidence] = field(default_factory=list)
     created: list[tuple[Entry, OdbcSession]] = field(default_factory=list)
+    sigterm: _Sigterm = field(default_factory=_Sigterm)
 
     def sql(self, session: OdbcSession, statement: str, *, record: bool = True) -> list[dict[str, Any]]:
+        """Run one statement and keep its evidence; then stop the probe if SIGTERM arrived meanwhile."""
         try:
             rows = session.query(statement)
         except QueryFailed as e:
             self.evidence.append(e.evidence)
+            self.sigterm.interrupt()
             raise
         if record:
             self.evidence.append(rows.evidence)
+        self.sigterm.interrupt()
         return rows.dicts()
 
     def create(self, session: OdbcSession, kind: str, name: str, statements: list[str]) -> None:
@@ -166,15 +202,30 @@ class _Run:
             self.sql(session, statement)
 
     def remove_all(self) -> list[str]:
-        """Remove what was created, newest first; what could not be removed stays in the ledger."""
+        """Remove what was created, newest first; what could not be removed stays in the ledger.
+
+        A removal that fails is tried once more over a new session (which then serves the target's other
+        removals): an interrupt during the probe's last statement leaves its session dead (the driver drops
+        the connection: 08S01 "Communication link failure" from then on) or still busy with that statement
+        ("Connection is busy with results for another command"), and a new session inherits neither. The
+        statements are idempotent, so trying twice is safe; each try is bounded by the environment's
+        connect and query timeouts.
+        """
         problems = []
+        replaced: dict[str, OdbcSession] = {}
         while self.created:
             entry, session = self.created.pop()
+            session = replaced.get(session.target, session)
+            statement = REMOVE[entry.kind].format(name=entry.name)
             try:
-                self.sql(session, REMOVE[entry.kind].format(name=entry.name))
-            except QueryFailed as e:
-                problems.append(f"could not remove {entry.describe()}: {e}")
-                continue
+                self.sql(session, statement)
+            except QueryFailed:
+                replaced[session.target] = self.reopen(session)
+                try:
+                    self.sql(replaced[session.target], statement)
+                except QueryFailed as e:
+                    problems.append(f"could not remove {entry.describe()}: {e}")
+                    continue
             self.ledger.forget(entry)
         return problems
 
@@ -207,6 +258,14 @@ class ActiveProbes:
             self._sessions[target] = self._open_session(target)
         return self._sessions[target]
 
+    def _reopen(self, failed: OdbcSession) -> OdbcSession:
+        """A new session to `failed`'s target, which replaces it for the probes that follow; `failed` is closed."""
+        with contextlib.suppress(Exception):  # a dead connection may fail to close too: it is dropped either way
+            failed.close()
+        fresh = self._open_session(failed.target)
+        self._sessions[failed.target] = fresh
+        return fresh
+
     def name(self, what: str) -> str:
         """The name of an object this run creates: linkgate_<run id>_<what>."""
         return f"linkgate_{self.run_id}_{what}"
@@ -235,17 +294,19 @@ class ActiveProbes:
             if known is not None:
                 return known
             swept_evidence, swept_notes = self.sweep()
-            run = _Run(self.ledger)
+            run = _Run(self.ledger, self._reopen)
             run.evidence.extend(swept_evidence)
             value: Connectivity | None = None
             error: str | None = None
-            with _sigterm_interrupts():
+            with _sigterm_interrupts(run.sigterm):
                 try:
                     value = probe(run)
                 except (QueryFailed, FactUnavailable, ProbeTimeout, ValueError) as e:
                     error = str(e)
                 finally:
+                    run.sigterm.removing = True
                     problems = run.remove_all()
+                run.sigterm.reraise()
             if problems:
                 error = "; ".join([*([error] if error else []), *problems])
             if value is not None:
@@ -466,7 +527,7 @@ class ActiveProbes:
             if not found.entries or any(addresses.get(e.target) != e.address for e in found.entries):
                 continue  # another environment's run: not ours to touch
             ledger = found.adopt()
-            run = _Run(ledger, created=[(e, self._session(e.target)) for e in found.entries])
+            run = _Run(ledger, self._reopen, created=[(e, self._session(e.target)) for e in found.entries])
             problems = run.remove_all()
             evidence.extend(run.evidence)
             removed = [e.describe() for e in found.entries if e not in ledger.entries]

@@ -10,7 +10,9 @@ fails on an unknown command.
 
 As on SQL Server: only sysadmin or members of msdb's SQLAgent*Role may call the procedures (229);
 SQL Server on Linux has no PowerShell subsystem (14234); a job without a job server cannot start
-(14256); a stopped Agent cannot start a job (22022).
+(14256); a stopped Agent cannot start a job (22022). sp_delete_job on a running job returns at once:
+msdb's procedure deletes the rows and only notifies Agent, which drops the job from its cache and ends
+the running step, so the lab removes the rows and tells the job's thread to stop writing.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from linkgate.lab.engine import errors
@@ -55,13 +58,27 @@ def _arguments(arguments: Arguments, positional: tuple[str, ...]) -> dict[str, A
     return out
 
 
+@dataclass
+class _Execution:
+    """One run of a job: its thread, and whether the job was deleted (stopped) while it ran."""
+
+    thread: threading.Thread
+    stopped: threading.Event
+
+
 class Agent:
-    """One instance's SQL Server Agent: its jobs (rows in msdb) and the threads running them."""
+    """One instance's SQL Server Agent: its jobs (rows in msdb) and the threads running them.
+
+    A job's thread writes its rows under `_lock` and only while its execution is not stopped; sp_delete_job
+    stops it and deletes the rows under the same lock, so a deleted job leaves no row behind, whenever its
+    step ends.
+    """
 
     def __init__(self, instance: SimulatedInstance) -> None:
         self._instance = instance
         self._lock = threading.Lock()
-        self._running: dict[uuid.UUID, threading.Thread] = {}
+        self._running: dict[uuid.UUID, _Execution] = {}
+        """Executions whose thread has not ended yet, deleted jobs' included (close() waits for them)."""
         self._targets: set[uuid.UUID] = set()
         """Jobs with a job server (sp_add_jobserver): only those can start."""
         self._history_ids = itertools.count(1)
@@ -192,7 +209,7 @@ class Agent:
                     "servers defined. Associate the job with a job server by calling sp_add_jobserver.",
                     severity=16,
                 )
-            if job_id in self._running and self._running[job_id].is_alive():
+            if job_id in self._running and self._running[job_id].thread.is_alive():
                 raise SqlError(
                     22022,
                     f"SQLServerAgent Error: Request to run job {name} (from User {session.login_name}) refused "
@@ -212,25 +229,38 @@ class Agent:
                     "start_execution_date": now,
                 },
             )
+            stopped = threading.Event()
             thread = threading.Thread(
-                target=self._run, args=(job, session.login_name), name=f"lab-agent-{name}", daemon=True
+                target=self._run, args=(job, session.login_name, stopped), name=f"lab-agent-{name}", daemon=True
             )
-            self._running[job_id] = thread
+            self._running[job_id] = _Execution(thread, stopped)
             thread.start()
         return [Message(0, f"Job '{name}' started successfully.")]
 
     def delete_job(self, session: EngineSession, args: Mapping[str, Any]) -> list[Outcome]:
+        """Delete the job's rows at once; a running job is stopped, not waited for.
+
+        This runs on the TDS server's one loop thread: waiting here for a step (a `tnc` to a dropped port
+        takes the network's timeout) would stall every instance's sessions, and SQL Server does not wait
+        either (msdb's sp_delete_job only notifies Agent).
+        """
         job = self.job(args)
         job_id = job["job_id"]
         with self._lock:
-            thread = self._running.pop(job_id, None)
+            execution = self._running.get(job_id)
+            if execution is not None:
+                execution.stopped.set()
             self._targets.discard(job_id)
-        if thread is not None:
-            thread.join(timeout=self._step_budget())
-        for step in self._owned("dbo.sysjobsteps", ("job_id", job_id)):
-            self._delete("dbo.sysjobstepslogs", ("step_uid", step["step_uid"]))
-        for table in ("dbo.sysjobsteps", "dbo.sysjobactivity", "dbo.sysjobhistory", "dbo.sysjobs_view", "dbo.sysjobs"):
-            self._delete(table, ("job_id", job_id))
+            for step in self._owned("dbo.sysjobsteps", ("job_id", job_id)):
+                self._delete("dbo.sysjobstepslogs", ("step_uid", step["step_uid"]))
+            for table in (
+                "dbo.sysjobsteps",
+                "dbo.sysjobactivity",
+                "dbo.sysjobhistory",
+                "dbo.sysjobs_view",
+                "dbo.sysjobs",
+            ):
+                self._delete(table, ("job_id", job_id))
         return []
 
     # ---- running a job
@@ -241,7 +271,18 @@ class Agent:
     def _step_budget(self) -> float:
         return (self.network.timeout if self.network else 0.0) * 4 + 5
 
-    def _run(self, job: dict[str, Any], user: str) -> None:
+    def _run(self, job: dict[str, Any], user: str, stopped: threading.Event) -> None:
+        """The job's thread: run it, then leave `_running` (a deleted job's execution too)."""
+        try:
+            self._execute(job, user, stopped)
+        finally:
+            with self._lock:
+                execution = self._running.get(job["job_id"])
+                if execution is not None and execution.stopped is stopped:
+                    del self._running[job["job_id"]]
+
+    def _execute(self, job: dict[str, Any], user: str, stopped: threading.Event) -> None:
+        """Run the job's steps in order; once `stopped` (the job was deleted), run no further step, write no row."""
         job_id = job["job_id"]
         steps = {s["step_id"]: s for s in self._owned("dbo.sysjobsteps", ("job_id", job_id))}
         step_id = int(job["start_step_id"])
@@ -249,11 +290,12 @@ class Agent:
         succeeded, last = False, None
         for _ in range(len(steps)):  # bounded: a "go to step" loop cannot run forever
             step = steps.get(step_id)
-            if step is None:
+            if step is None or stopped.is_set():
                 break
             output, ok, seconds = self._step(step)
             last = step
-            self._record_step(job_id, step, output, ok, seconds)
+            if not self._record_step(job_id, step, output, ok, seconds, stopped):
+                return
             action = int(step["on_success_action"] if ok else step["on_fail_action"])
             if action == NEXT_STEP and step_id + 1 in steps:
                 step_id += 1
@@ -265,25 +307,28 @@ class Agent:
             break
         outcome = "succeeded" if succeeded else "failed"
         tail = f"  The last step to run was step {last['step_id']} ({last['step_name']})." if last else ""
-        history_id = self._history(
-            job_id,
-            0,
-            "(Job outcome)",
-            f"The job {outcome}.  The Job was invoked by User {user}.{tail}",
-            int(succeeded),
-            (dt.datetime.now() - started).total_seconds(),
-            started,
-        )
-        self._update(
-            "dbo.sysjobactivity",
-            ("job_id", job_id),
-            {
-                "stop_execution_date": dt.datetime.now().replace(microsecond=0),
-                "job_history_id": history_id,
-                "last_executed_step_id": last["step_id"] if last else None,
-                "last_executed_step_date": started.replace(microsecond=0),
-            },
-        )
+        with self._lock:
+            if stopped.is_set():
+                return
+            history_id = self._history(
+                job_id,
+                0,
+                "(Job outcome)",
+                f"The job {outcome}.  The Job was invoked by User {user}.{tail}",
+                int(succeeded),
+                (dt.datetime.now() - started).total_seconds(),
+                started,
+            )
+            self._update(
+                "dbo.sysjobactivity",
+                ("job_id", job_id),
+                {
+                    "stop_execution_date": dt.datetime.now().replace(microsecond=0),
+                    "job_history_id": history_id,
+                    "last_executed_step_id": last["step_id"] if last else None,
+                    "last_executed_step_date": started.replace(microsecond=0),
+                },
+            )
 
     def _step(self, step: dict[str, Any]) -> tuple[str, bool, float]:
         started = time.monotonic()
@@ -324,30 +369,43 @@ class Agent:
             lines += [f"{f.ljust(width)} : {values.get(f.lower(), '')}" for f in fields]
         return "\n".join(lines), 0
 
-    def _record_step(self, job_id: uuid.UUID, step: dict[str, Any], output: str, ok: bool, seconds: float) -> None:
+    def _record_step(
+        self,
+        job_id: uuid.UUID,
+        step: dict[str, Any],
+        output: str,
+        ok: bool,
+        seconds: float,
+        stopped: threading.Event,
+    ) -> bool:
+        """Write a finished step's history and log; False (nothing written) when the job was deleted meanwhile."""
         now = dt.datetime.now()
         exit_code = 0 if ok else 1
         verdict = "The step succeeded." if ok else "The step failed."
         message = f"Executed as user: NT Service\\SQLSERVERAGENT. {output}  Process Exit Code {exit_code}.  {verdict}"
-        self._history(job_id, int(step["step_id"]), str(step["step_name"]), message[:4000], int(ok), seconds, now)
-        if int(step["flags"] or 0) & FLAGS_LOG_TO_TABLE:
-            self._delete("dbo.sysjobstepslogs", ("step_uid", step["step_uid"]))
-            self._insert(
-                "dbo.sysjobstepslogs",
-                {
-                    "log_id": next(self._history_ids),
-                    "log": output,
-                    "date_created": now.replace(microsecond=0),
-                    "date_modified": now.replace(microsecond=0),
-                    "log_size": len(output.encode()),
-                    "step_uid": step["step_uid"],
-                },
+        with self._lock:
+            if stopped.is_set():
+                return False
+            self._history(job_id, int(step["step_id"]), str(step["step_name"]), message[:4000], int(ok), seconds, now)
+            if int(step["flags"] or 0) & FLAGS_LOG_TO_TABLE:
+                self._delete("dbo.sysjobstepslogs", ("step_uid", step["step_uid"]))
+                self._insert(
+                    "dbo.sysjobstepslogs",
+                    {
+                        "log_id": next(self._history_ids),
+                        "log": output,
+                        "date_created": now.replace(microsecond=0),
+                        "date_modified": now.replace(microsecond=0),
+                        "log_size": len(output.encode()),
+                        "step_uid": step["step_uid"],
+                    },
+                )
+            self._update(
+                "dbo.sysjobsteps",
+                ("step_uid", step["step_uid"]),
+                {"last_run_outcome": int(ok), "last_run_date": _run_date(now), "last_run_time": _run_time(now)},
             )
-        self._update(
-            "dbo.sysjobsteps",
-            ("step_uid", step["step_uid"]),
-            {"last_run_outcome": int(ok), "last_run_date": _run_date(now), "last_run_time": _run_time(now)},
-        )
+        return True
 
     def _history(
         self,
@@ -381,12 +439,16 @@ class Agent:
         return instance_id
 
     def close(self) -> None:
-        """Wait (bounded) for running jobs, so nothing writes to the catalog after the instance is gone."""
+        """Stop running jobs and wait (bounded) for their threads, so none outlives the instance.
+
+        Stopped, a job writes nothing more; the wait covers the step in progress (a `tnc` cannot be cut short).
+        """
         with self._lock:
-            threads = list(self._running.values())
-            self._running.clear()
-        for thread in threads:
-            thread.join(timeout=self._step_budget())
+            executions = list(self._running.values())
+            for execution in executions:
+                execution.stopped.set()
+        for execution in executions:
+            execution.thread.join(timeout=self._step_budget())
 
 
 def _run_date(when: dt.datetime) -> int:
