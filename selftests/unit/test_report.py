@@ -6,8 +6,10 @@ import datetime as dt
 import json
 from pathlib import Path
 
+from _pytest.reports import TestReport
+
 from linkgate.redaction import Redactor
-from linkgate.report import Record, html_summary, summary, unchecked, verdict, write_summary
+from linkgate.report import REPORT_ATTRIBUTE, Record, html_summary, summary, unchecked, verdict, write_summary
 
 
 def record(pid: str, target: str, outcome: str, severity: str = "required", message: str = "") -> Record:
@@ -22,13 +24,19 @@ def test_verdict_blocks_on_failed_and_error_only() -> None:
     assert verdict([]) == "no-go", "a gate that checked nothing is not a go"
 
 
-def test_record_round_trips_through_junit_properties() -> None:
+def test_record_travels_on_its_report_through_xdist_serialisation() -> None:
     r = record("sql-master-key", "sql01", "failed", message="no key")
     r.evidence = [{"target": "sql01", "source": "SQL", "command": "SELECT 1", "result": "(no rows)", "ok": True}]
-    props = r.to_properties()
-    assert ("linkgate.id", "sql-master-key") in props
-    assert ("linkgate.target", "sql01") in props
-    assert Record.from_properties(props) == r
+    r.waiver = {"owner": "dba@example.com", "reason": "r", "expires": "2027-01-31", "target": "sql01"}
+    report = TestReport("tests/x.py::test_x[demo/sql01]", ("tests/x.py", 1, "test_x"), {}, "failed", None, "call",
+                        [], 0.1, user_properties=r.to_properties())
+    setattr(report, REPORT_ATTRIBUTE, r.as_dict())
+    received = TestReport._from_json(json.loads(json.dumps(report._to_json())))  # as xdist sends it
+    assert Record.of_report(received) == r
+    assert Record.property_of(received.user_properties, "id") == "sql-master-key"
+    assert Record.property_of(received.user_properties, "outcome") == "failed"
+    assert all(not name.endswith("record") for name, _ in received.user_properties), "JUnit stays small"
+    assert Record.of_report(TestReport("n", ("f", 1, "d"), {}, "passed", None, "call", [])) is None
 
 
 def test_summary_document_and_redaction(tmp_path: Path) -> None:
@@ -46,6 +54,25 @@ def test_summary_document_and_redaction(tmp_path: Path) -> None:
     loaded = json.loads(text)
     assert {r["prerequisite"] for r in loaded["records"]} == {"sql-sysadmin", "azure-permissions"}
     assert set(loaded["records"][0]) >= {"prerequisite", "target", "severity", "outcome", "message"}
+
+
+def test_summary_is_written_a_record_per_line_redacted_everywhere(tmp_path: Path) -> None:
+    secret = "Sup3r-Secret!"
+    leaky = record("sql-sysadmin", "sql01", "failed", message=f"PWD={secret};")
+    leaky.evidence = [{"target": "sql01", "source": "SQL", "command": "connect", "result": secret, "ok": False}]
+    for records in ([leaky, record("sql-master-key", "sql01", "passed")], []):
+        doc = summary(f"env-{secret}", "environments/prod.yaml", "SQL_TO_MI", records, started=dt.datetime(2026, 1, 1),
+                      finished=dt.datetime(2026, 1, 1, 0, 1), unchecked=[])
+        path = tmp_path / "summary.json"
+        write_summary(path, doc, Redactor([secret]))
+        text = path.read_text()
+        assert secret not in text
+        loaded = json.loads(text)
+        assert loaded["environment"]["name"] == "env-********"
+        assert len(loaded["records"]) == len(records)
+        assert [line.strip().rstrip(",") for line in text.splitlines() if '"prerequisite"' in line] == [
+            json.dumps(r, ensure_ascii=False) for r in loaded["records"]]
+    assert not (tmp_path / "summary.json.tmp").exists()
 
 
 def test_html_summary_shows_verdict_and_matrix_escaped() -> None:

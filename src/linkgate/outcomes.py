@@ -1,7 +1,8 @@
 """From a pytest phase result to a linkgate record: outcome, message, evidence, remediation, waiver.
 
 Runs where the test ran (an xdist worker or the single process). The record travels to the controller
-inside the report's user_properties; JUnit writes the same properties on the testcase.
+on the deciding report (report.REPORT_ATTRIBUTE); its id, target, severity and outcome also go in the
+item's user_properties, which JUnit writes on the testcase.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from _pytest._code.code import ReprEntry, ReprExceptionInfo, ReprFileLocation, R
 from linkgate.catalog import Prereq
 from linkgate.gate import RECORDER_KEY, TARGET_KEY, Gate, NotApplicable
 from linkgate.probes.facts import EvidenceRecorder, FactUnavailable
-from linkgate.report import Outcome, Record
+from linkgate.report import REPORT_ATTRIBUTE, Outcome, Record
 from linkgate.targets import Target
 
 RECORDED = pytest.StashKey[bool]()
@@ -177,6 +178,7 @@ def annotate(
     props = record.to_properties()
     item.user_properties.extend(props)
     report.user_properties.extend(props)
+    setattr(report, REPORT_ATTRIBUTE, record.as_dict())
     _shape_report(report, record, item)
 
 

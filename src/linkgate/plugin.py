@@ -200,16 +200,15 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
 
 
 class RecordCollector:
-    """Controller-side: gathers each item's record from its teardown report (which JUnit also writes)."""
+    """Controller-side: gathers each item's record from the report of the phase that decided it."""
 
     def __init__(self, gate: Gate) -> None:
         self.gate = gate
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when == "teardown" and report.user_properties:
-            record = Record.from_properties(report.user_properties)
-            if record is not None:
-                self.gate.records.append(record)
+        record = Record.of_report(report)
+        if record is not None:
+            self.gate.records.append(record)
 
 
 @pytest.hookimpl(trylast=True)
