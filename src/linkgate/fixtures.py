@@ -6,21 +6,21 @@ it out over the environment's targets through `linkgate_target`. No SQL text and
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 
+from linkgate.applicability import FactsContext, not_applicable_reason
 from linkgate.catalog import prereq_of
 from linkgate.environment import Environment
-from linkgate.gate import GATE_KEY, RECORDER_KEY, TARGET_KEY, Gate, NotApplicable
+from linkgate.gate import GATE_KEY, RECORDER_KEY, Gate, NotApplicable
 from linkgate.ledger import state_dir
 from linkgate.probes.active import ActiveProbes
 from linkgate.probes.azure import AzureView, LinkPeer, read_azure
 from linkgate.probes.facts import EvidenceRecorder
 from linkgate.probes.net import HostNetwork
 from linkgate.probes.sql import Tde
-from linkgate.targets import Kind, Target
+from linkgate.targets import Target
 from linkgate.views import ActiveProbesView, DatabaseView, ManagedInstanceView, SqlHostView, SqlServerView
 
 
@@ -38,19 +38,16 @@ def environment(pytestconfig: pytest.Config) -> Environment:
 
 
 @pytest.fixture
-def linkgate_target(request: pytest.FixtureRequest) -> Target:
-    """The target this test item checks (parametrized by the plugin)."""
-    target: Target = request.param
-    request.node.stash[TARGET_KEY] = target
-    return target
+def linkgate_target() -> Target:
+    """The target this test item checks: the plugin parametrizes every prerequisite with it."""
+    raise pytest.UsageError("linkgate: linkgate_target is given by the gate's parametrization (run with --env)")
 
 
 @pytest.fixture
-def evidence(request: pytest.FixtureRequest) -> EvidenceRecorder:
-    """Collects the evidence of every fact the check reads; the report shows it."""
-    recorder = EvidenceRecorder()
-    request.node.stash[RECORDER_KEY] = recorder
-    return recorder
+def evidence() -> EvidenceRecorder:
+    """Collects the evidence of every fact the check reads; the report shows it (the applicability
+    fixture, which runs first, keeps it on the item)."""
+    return EvidenceRecorder()
 
 
 @pytest.fixture
@@ -134,37 +131,6 @@ def mi_database(mi: ManagedInstanceView, linkgate_target: Target) -> MiDatabase:
     return MiDatabase(linkgate_target.database, mi.database_tde(linkgate_target.database))
 
 
-class _Context:
-    """What applicability conditions look at; facts are read on demand (and may raise)."""
-
-    def __init__(self, gate: Gate, target: Target, recorder: EvidenceRecorder) -> None:
-        self.environment = gate.environment
-        self.active_probes = gate.options.active_probes
-        self.target = target
-        self._gate = gate
-        self._recorder = recorder
-
-    def fact(self, name: str) -> object:
-        if self.target.kind in (Kind.MANAGED_INSTANCE, Kind.MI_DATABASE):
-            view_mi = ManagedInstanceView(self.target.server, self._gate.cache.managed_instance(), self._recorder)
-            if name == "mi_database.encrypted":
-                assert self.target.database is not None
-                return view_mi.database_tde(self.target.database).encrypted
-            raise KeyError(name)
-        view = SqlServerView(self.target.server, self._gate.cache.sql_server(self.target.server), self._recorder)
-        db = view.database(self.target.database) if self.target.database else None
-        readers: dict[str, Callable[[], object]] = {
-            "sql.major": lambda: view.product.major,
-            "sql.endpoints": lambda: view.endpoints,
-            "database.encrypted": lambda: db.tde.encrypted if db else False,
-            "database.availability_groups": lambda: db.availability_groups.groups if db else (),
-            "database.in_memory_oltp": lambda: bool(
-                db and ((db.storage.xtp_containers or 0) > 0 or db.storage.memory_optimized_tables > 0)
-            ),
-        }
-        return readers[name]()
-
-
 @pytest.fixture(autouse=True)
 def _linkgate_applicability(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> None:
     """Reports a prerequisite that does not apply to this target as not applicable, with the reason."""
@@ -173,9 +139,8 @@ def _linkgate_applicability(request: pytest.FixtureRequest, pytestconfig: pytest
         return
     target: Target = request.getfixturevalue("linkgate_target")
     recorder: EvidenceRecorder = request.getfixturevalue("evidence")
+    request.node.stash[RECORDER_KEY] = recorder
     gate = _gate(pytestconfig)
-    if target.kind is Kind.HOST and gate.environment.sql_servers[target.server].host is None:
-        raise NotApplicable(f"applies only when the host of {target.server} is declared "
-                            f"(sql_servers.{target.server}.host)")
-    if not prereq.applies.holds(_Context(gate, target, recorder)):
-        raise NotApplicable(f"applies only when {prereq.applies.description}")
+    reason = not_applicable_reason(gate, prereq, target, FactsContext(gate, target, recorder))
+    if reason is not None:
+        raise NotApplicable(reason)

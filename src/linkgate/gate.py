@@ -71,4 +71,3 @@ class Gate:
 
 GATE_KEY = pytest.StashKey[Gate]()
 RECORDER_KEY = pytest.StashKey[Any]()
-TARGET_KEY = pytest.StashKey[Any]()

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from linkgate.environment import Environment, lab_secret_variables
+from linkgate.environment import Environment, lab_secret_variables, parse_yaml
 
 READY_TIMEOUT = 60.0
 
@@ -44,7 +44,7 @@ class RunningLab:
 
 def declares_lab(path: Path) -> bool:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = parse_yaml(path.read_text(encoding="utf-8"))[1]
     except (OSError, yaml.YAMLError):
         return False  # the strict loader reports it
     return isinstance(data, dict) and isinstance(data.get("lab"), dict)

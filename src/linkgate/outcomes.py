@@ -15,7 +15,7 @@ import pytest
 from _pytest._code.code import ReprEntry, ReprExceptionInfo, ReprFileLocation, ReprTraceback
 
 from linkgate.catalog import Prereq
-from linkgate.gate import RECORDER_KEY, TARGET_KEY, Gate, NotApplicable
+from linkgate.gate import RECORDER_KEY, Gate, NotApplicable
 from linkgate.probes.facts import EvidenceRecorder, FactUnavailable
 from linkgate.report import REPORT_ATTRIBUTE, Outcome, Record
 from linkgate.targets import Target
@@ -125,9 +125,7 @@ def annotate(
     if item.stash.get(RECORDED, False):
         return
     excinfo = call.excinfo
-    target: Target | None = item.stash.get(TARGET_KEY, None)
-    if target is None:
-        target = getattr(getattr(item, "callspec", None), "params", {}).get("linkgate_target")
+    target: Target | None = getattr(getattr(item, "callspec", None), "params", {}).get("linkgate_target")
     if report.when == "setup" and excinfo is None:
         return  # the call phase decides
     if report.when == "teardown" and excinfo is None:
