@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -223,5 +224,7 @@ def _convert(column: Column, v: Any) -> Any:
     return v
 
 
+@functools.lru_cache(maxsize=4096)
 def named(column: Column, name: str) -> Column:
+    """`column` under a result column's name; kept, since the same few come back for every instance."""
     return dataclasses.replace(column, name=name)

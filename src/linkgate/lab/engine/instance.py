@@ -117,6 +117,11 @@ class SimulatedInstance:
                 self._row_set_id = self.catalog.attach(self._key, lambda: (system_rows(self.profile), self._properties))
             return self._row_set_id
 
+    @property
+    def row_set_key(self) -> str:
+        """The key of this instance's system rows in the catalog (identical specs share it)."""
+        return self._key
+
     def load(self, storages: tuple[str, ...]) -> None:
         """Make sure the rows of these storage tables are in the catalog before a query reads them."""
         self.catalog.ensure(self._key, storages)

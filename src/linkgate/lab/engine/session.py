@@ -4,12 +4,17 @@ Statements SQL Server answers without a query plan (SET, USE, DBCC TRACESTATUS, 
 PRINT, transactions) are handled here; everything else is translated (`translate.py`) and run on the
 session's own DuckDB connection, whose variables carry the session's identity and whose temp tables
 are the session's #tables. Results come back as `Outcome`s with SQL Server's column types.
+
+DuckDB work is what a simulated instance costs (a SET VARIABLE is a quarter of a millisecond, a query
+one to five), so a session sets on its connection only the variables a statement reads, when they
+changed, and a deterministic query whose result the catalog already holds for the same rows, values
+and variables is answered from there (catalog.py).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -18,10 +23,19 @@ from sqlglot import exp
 from sqlglot.tokenizer_core import Token, TokenType
 
 from linkgate.lab.engine import ddl, errors, procedures
-from linkgate.lab.engine.batch import STARTERS, Block, IfStatement, Node, Statement, keyword, split_batch, tokenize
+from linkgate.lab.engine.batch import (
+    STARTERS,
+    Block,
+    IfStatement,
+    Node,
+    Statement,
+    keyword,
+    split_batch,
+    statement_tokens,
+)
 from linkgate.lab.engine.coltypes import from_datatype, from_duckdb, named, shape
 from linkgate.lab.engine.schema import VIEW_SERVER_STATE
-from linkgate.lab.engine.translate import TableRef, TempColumn, Translated, VariableColumn, translate
+from linkgate.lab.engine.translate import TableRef, TempColumn, Translated, VariableColumn, narrowed, translate
 from linkgate.lab.results import (
     Column,
     DatabaseChanged,
@@ -92,6 +106,10 @@ class EngineSession:
         self._con = instance.catalog.connection()
         self._temp: dict[str, tuple[Column, ...]] = {}
         self._variables: dict[str, tuple[Column | None, Any]] = {}
+        self._state: dict[str, Any] = {}
+        """The DuckDB variables (lg_…) as the session's identity and context make them now."""
+        self._applied: dict[str, Any] = {}
+        """The values last set on the connection (see `_sync`)."""
         self._nocount = False
         self._depth = 0
         roles = {r.lower() for r in login.server_roles}
@@ -283,17 +301,16 @@ class EngineSession:
             if t.temp_table not in self._temp:
                 raise Failed(errors.invalid_object(t.temp_table))
             self._check(t.tables)
+            bound = self._bind(t, params)
             self._instance.load(t.storages)
-            count = self._con.execute(t.sql, self._bind(t, params)).fetchone()
+            self._sync(t.variables)
+            count = self._con.execute(t.sql, bound).fetchone()
             return [RowCount(None if self._nocount else int(count[0]) if count else 0)]
         raise Failed(errors.read_only_database(self._database))
 
     def _select(self, t: Translated, params: Mapping[str, Any]) -> ResultSet:
         self._check(t.tables)
-        self._instance.load(t.storages)
-        cursor = self._con.execute(t.sql, self._bind(t, params))
-        description = cursor.description or []
-        rows = cursor.fetchall()
+        description, rows = self._query(t, self._bind(t, params))
         names = list(t.names)
         hints = list(t.hints)
         if None in names or len(names) != len(description):
@@ -311,6 +328,54 @@ class EngineSession:
             columns.append(named(column, names[i] or ""))
         out_rows = [tuple(col[r] for col in values_by_column) for r in range(len(rows))]
         return ResultSet(tuple(columns), out_rows)
+
+    def _query(self, t: Translated, bound: dict[str, Any]) -> tuple[Sequence[Any], Sequence[tuple[Any, ...]]]:
+        """The DuckDB result (description, rows) of a SELECT: from the catalog's cache when it holds the result
+        of the same statement, values and variables over the same values of the columns it reads, else run here."""
+        instance = self._instance
+        catalog = instance.catalog
+        key: tuple[Any, ...] | None = None
+        sql = t.sql
+        if t.deterministic:
+            variables = {name: self._state[name] for name in t.variables if name in self._state}
+            identity = (
+                t.sql,
+                tuple(sorted((k, _exact(v)) for k, v in bound.items())),
+                tuple((k, _exact(v)) for k, v in variables.items() if k not in _ROW_SET_VARIABLES),
+            )
+            usage = catalog.usage(identity, t.sql, bound, variables, t.storages)
+            contents = catalog.contents(instance.row_set_key, instance.own_id, usage) if usage is not None else None
+            if contents is not None:
+                key = (identity, contents)
+                found = catalog.cached(key)
+                if found is not None:
+                    return found
+            if usage is not None:
+                sql = narrowed(t.sql, tuple(ref.table.storage for ref in t.tables), usage)
+        instance.load(t.storages)
+        self._sync(t.variables)
+        try:
+            cursor = self._con.execute(sql, bound)
+        except duckdb.BinderException:
+            if sql is t.sql:
+                raise
+            cursor = self._con.execute(t.sql, bound)  # never expected: the whole statement decides then
+        description = cursor.description or []
+        rows = cursor.fetchall()
+        if key is not None:
+            catalog.remember(key, description, rows)
+        return description, rows
+
+    def _sync(self, names: Sequence[str]) -> None:
+        """Set on the connection the variables a statement reads whose value changed since last set."""
+        for name in names:
+            if name not in self._state:
+                continue  # never set: getvariable() answers NULL, as it always did
+            value = self._state[name]
+            applied = self._applied.get(name, _UNSET)
+            if applied is _UNSET or type(applied) is not type(value) or applied != value:
+                self._con.execute(f"SET VARIABLE {name} = $v", {"v": value})
+                self._applied[name] = value
 
     def _resolve_hint(self, hint: Column | TempColumn | VariableColumn | None) -> Column | None:
         if isinstance(hint, TempColumn):
@@ -436,7 +501,7 @@ class EngineSession:
         return out
 
     def _exec(self, text: str, params: Mapping[str, Any]) -> list[Outcome]:
-        tokens = tokenize(text)
+        tokens = statement_tokens(text)
         start = 1 if keyword(tokens[0]) in ("EXEC", "EXECUTE") else 0
         if start < len(tokens) and tokens[start].token_type == TokenType.L_PAREN:
             sql = self.scalar(text[tokens[start].start :], params)
@@ -460,7 +525,7 @@ class EngineSession:
         arguments = [self._argument(group, text, params) for group in _split_arguments(tokens[name_end:])]
         return procedures.call(self, name, arguments)
 
-    def _argument(self, tokens: list[Token], text: str, params: Mapping[str, Any]) -> tuple[str, Any]:
+    def _argument(self, tokens: Sequence[Token], text: str, params: Mapping[str, Any]) -> tuple[str, Any]:
         name = ""
         if len(tokens) > 3 and tokens[0].token_type == TokenType.PARAMETER and tokens[2].token_type == TokenType.EQ:
             name = "@" + tokens[1].text
@@ -514,8 +579,19 @@ class EngineSession:
         self._variables[name] = (declared, value)
 
     def _set_variables(self, values: Mapping[str, Any]) -> None:
-        for name, value in values.items():
-            self._con.execute(f"SET VARIABLE {name} = $v", {"v": value})
+        """Change the session's DuckDB variables; they reach the connection when a statement reads them."""
+        self._state.update(values)
+
+
+_UNSET = object()
+_ROW_SET_VARIABLES = frozenset({"lg_i", "lg_instance"})
+"""Variables that only pick the instance's rows: the catalog's `contents()` stands for them in a result's key."""
+
+
+def _exact(value: Any) -> tuple[type, str]:
+    """A value as a cache key part that tells apart what Python equates (1, True, 1.0; Decimal 1.0 and 1.00),
+    since DuckDB binds them as different types."""
+    return type(value), repr(value)
 
 
 _NOT_NAMES = {
@@ -537,7 +613,7 @@ def _looks_like_procedure(text: str) -> bool:
     )
 
 
-def _split_arguments(tokens: list[Token]) -> list[list[Token]]:
+def _split_arguments(tokens: Sequence[Token]) -> list[list[Token]]:
     groups: list[list[Token]] = []
     current: list[Token] = []
     depth = 0

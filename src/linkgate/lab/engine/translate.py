@@ -30,6 +30,7 @@ from linkgate.lab.engine import errors
 from linkgate.lab.engine.coltypes import CHAR_TYPES, INTEGER_TYPES, duckdb_type, from_datatype, named
 from linkgate.lab.engine.rows import FIXED_SERVER_ROLES
 from linkgate.lab.engine.schema import OWNED_TABLES, TABLES, SystemTable, find
+from linkgate.lab.engine.usage import Usage
 from linkgate.lab.results import Column, SqlType
 
 Kind = Literal["select", "create_temp", "drop_temp", "insert_temp", "write"]
@@ -80,6 +81,11 @@ class Translated:
     if_exists: bool = False
     storages: tuple[str, ...] = ()
     """The hidden storage tables the DuckDB statement reads (loaded on first use)."""
+    variables: tuple[str, ...] = ()
+    """The session variables (getvariable) the DuckDB statement reads: set on the connection before it runs."""
+    deterministic: bool = False
+    """Whether the same rows, values and variables always give the same result (no clock, no randomness,
+    no #temp table): only then may a result be reused (catalog.py)."""
 
 
 GLOBALS: dict[str, tuple[str, Column]] = {
@@ -293,6 +299,8 @@ class _Translator:
             tuple(dict.fromkeys(self.params)),
             tuple(self.lookups),
             storages=_storages(sql),
+            variables=_variables(sql),
+            deterministic=_deterministic(sql),
         )
 
     def create_temp(self, tree: exp.Create) -> Translated:
@@ -327,6 +335,7 @@ class _Translator:
             lookups=tuple(self.lookups),
             temp_table=name,
             storages=_storages(sql),
+            variables=_variables(sql),
         )
 
     # ---- result types
@@ -673,6 +682,57 @@ def _storage_select(table_name: str, database: str) -> exp.Select:
 
 def _storages(sql: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(re.findall(r"\blab\.\w+", sql)))
+
+
+_VARIABLE = re.compile(r"\bgetvariable\s*\(\s*'(\w+)'\s*\)", re.IGNORECASE)
+_VOLATILE = re.compile(
+    r"\b(?:LOCALTIMESTAMP|LOCALTIME|CURRENT_\w*|GET_CURRENT_\w*|TRANSACTION_TIMESTAMP|STATEMENT_TIMESTAMP)\b"
+    r"|\b(?:NOW|TODAY|RANDOM|SETSEED|UUID|UUIDV\d|GEN_RANDOM_UUID|NEXTVAL|CURRVAL)\s*\("
+    r"|\btemp\.",
+    re.IGNORECASE,
+)
+"""What makes a DuckDB statement's result change with nothing else changing: the clock, randomness, new
+ids, sequences, and a session's #temp tables (temp.main."#…"). Matched on the whole text, strings
+included: a false match only costs a cache miss."""
+
+
+@functools.lru_cache(maxsize=4096)
+def narrowed(sql: str, derived: tuple[str, ...], usage: Usage) -> str:
+    """`sql` with the derived table of each system view selecting only the columns the statement uses.
+
+    DuckDB parses and binds every column a derived table lists, used or not: a third of a wide view's
+    query. `usage` (engine/usage.py) names the columns of each storage table the statement reads,
+    wherever it names it; `derived` the storage table of each derived table (`Translated.tables`).
+    Dropping columns nobody references changes no result, and no name resolves elsewhere: a name the
+    statement uses is kept where it was. A storage table whose derived tables are not all found as
+    written is left whole.
+    """
+    out = sql
+    for storage, used in usage:
+        table = _BY_STORAGE.get(storage)
+        if used is None or table is None:
+            continue
+        whole = f"SELECT {_column_list(table.columns)} FROM {storage} "
+        if out.count(whole) != derived.count(storage):
+            continue
+        kept = [c for c in table.columns if c.name in used] or list(table.columns[:1])
+        out = out.replace(whole, f"SELECT {_column_list(kept)} FROM {storage} ")
+    return out
+
+
+def _column_list(columns: tuple[Column, ...] | list[Column]) -> str:
+    return ", ".join(f'"{c.name}"' for c in columns)
+
+
+_BY_STORAGE = {t.storage: t for t in TABLES.values()}
+
+
+def _variables(sql: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(name.lower() for name in _VARIABLE.findall(sql)))
+
+
+def _deterministic(sql: str) -> bool:
+    return _VOLATILE.search(sql) is None
 
 
 def _first_select(query: exp.Expr) -> exp.Select | None:

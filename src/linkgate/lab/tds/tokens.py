@@ -7,6 +7,7 @@ big-endian; collation ENVCHANGE as B_VARBYTE, database/language/packet size as B
 from __future__ import annotations
 
 import enum
+import functools
 import struct
 from collections.abc import Sequence
 from typing import Any
@@ -97,6 +98,12 @@ def loginack(version: tuple[int, int, int, int]) -> bytes:
 
 
 def colmetadata(columns: Sequence[Column]) -> bytes:
+    """COLMETADATA of a result set; the same few column lists come back at every connection, so kept."""
+    return _colmetadata(tuple(columns))
+
+
+@functools.lru_cache(maxsize=1024)
+def _colmetadata(columns: tuple[Column, ...]) -> bytes:
     out = bytearray(struct.pack("<BH", Token.COLMETADATA, len(columns)))
     for col in columns:
         out += struct.pack("<IH", 0, 0x0001 if col.nullable else 0x0000)
