@@ -177,14 +177,16 @@ def test_inbound_5022_blocked_fails_with_the_jobs_evidence(lab_gate: Callable[..
     assert gate.ledgers() == []
 
 
-def test_sigterm_mid_probe_removes_everything_before_the_gate_exits(lab_gate: Callable[..., LabGate]) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_a_signal_mid_probe_removes_everything_before_the_gate_exits(lab_gate: Callable[..., LabGate],
+                                                                     signum: signal.Signals) -> None:
     """The signal often lands while sp_start_job is in flight: the driver then drops the probe's connection to
     mi01, so the job is removed over a new one; and the gate stops there (interrupted) instead of carrying on."""
     gate = lab_gate("active-host-inbound-5022-dropped")  # the job's tnc waits for a dropped SYN: time to signal
     proc = gate.start(ACTIVE_TESTS)
     gate.wait_for("mi01", "sp_start_job")
     assert gate.leftovers(), "the probe's objects exist while it runs"
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, output[-2000:]
     assert gate.leftovers() == {}, output[-3000:]

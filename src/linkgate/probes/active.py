@@ -148,9 +148,11 @@ class _Sigterm:
 
 @contextlib.contextmanager
 def _sigterm_interrupts(state: _Sigterm) -> Iterator[None]:
-    """While a probe has objects out, SIGTERM raises KeyboardInterrupt (once, and not during the removal).
+    """While a probe has objects out, SIGTERM or Ctrl-C (SIGINT) raises KeyboardInterrupt (once, and not
+    during the removal). Raised, the interrupt reaches the probe's `finally`, which removes the objects.
 
-    Raised, the interrupt reaches the probe's `finally`, which removes the objects.
+    Ctrl-C needs the same handling as SIGTERM: Python's own SIGINT handler raises KeyboardInterrupt, which
+    pyodbc drops when it lands inside a driver call (see `_Sigterm.interrupt`), and the gate carried on.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -162,11 +164,12 @@ def _sigterm_interrupts(state: _Sigterm) -> Iterator[None]:
         if first:
             state.interrupt()
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @dataclass
