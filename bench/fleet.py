@@ -60,9 +60,12 @@ FACT_BATCHES = 2
 DEAD = {"dead-refuses": "refuse", "dead-drops": "drop"}
 """The dead targets (name → fault) present from MIN_FLEET_WITH_DEAD instances on, in place of live ones."""
 MIN_FLEET_WITH_DEAD = 3
-INSTANCES_PER_LAB = 50
-"""A lab process serves its instances from one asyncio thread, at about 0.1 s of CPU per target read; with
-100 per process, logins queued past a 3 s connect timeout at N = 200 on two cores (measured)."""
+INSTANCES_PER_LAB = 100
+"""A lab process serves its instances from one asyncio thread, at about 35 ms of CPU per target read (its
+result cache shares the clones' answers; bench/lab_load.py measures it): 100 per process answer every
+login well within a 3 s connect timeout at N = 200 on two cores, and each process costs ~85 MiB of
+fixed memory (DuckDB), so fewer processes keep the run's peak down (measured: 4 × 50 → 463 MiB, 2 × 100
+→ 249 MiB)."""
 LAB_READY_SECONDS = 120.0
 GATE_TIMEOUT_SECONDS = 3600.0
 MEMORY_SAMPLE_SECONDS = 0.2
