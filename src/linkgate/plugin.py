@@ -159,7 +159,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Run the checks target by target, in the order their facts are read (targets.in_target_order);
-    skip up front those the environment alone makes not applicable (fixtures.decided_before_facts)."""
+    skip up front those the environment alone makes not applicable (applicability.decided_before_facts)."""
     gate = config.stash.get(GATE_KEY, None)
     if gate is None:
         return
