@@ -189,14 +189,19 @@ class FleetLab:
 
     def stop(self) -> None:
         for process, parent in self._children:
-            with contextlib.suppress(OSError):
-                parent.send("stop")
-            process.join(30)
-            if process.is_alive():
-                process.terminate()
-                process.join(10)
-            parent.close()
+            stop_lab_process(process, parent)
         self._children.clear()
+
+
+def stop_lab_process(process: multiprocessing.process.BaseProcess, parent: Connection) -> None:
+    """Ask a `_serve_lab` child to stop, wait for it (terminate it if it hangs) and close its pipe."""
+    with contextlib.suppress(OSError):
+        parent.send("stop")
+    process.join(30)
+    if process.is_alive():
+        process.terminate()
+        process.join(10)
+    parent.close()
 
 
 @contextlib.contextmanager

@@ -46,11 +46,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python bench/lab_load.py` puts bench/, not the root, on sys.path
     sys.path.insert(0, str(ROOT))
 
-from bench.fleet import _serve_lab  # noqa: E402  (after the path fix above)
+from bench.fleet import _serve_lab, stop_lab_process  # noqa: E402  (after the path fix above)
 
 READY_SECONDS = 300.0
-MAX_READERS = 64
-"""As linkgate.gather.MAX_CONCURRENCY: the gate's thread pool never reads more targets at once."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +131,7 @@ def _failed(facts: Any) -> int:
 def read_all(env_file: Path, rounds: int) -> tuple[int, int, str, float]:
     """Read every SQL Server's facts `rounds` times as the gate does; (reads, failed facts, digest, seconds)."""
     from linkgate.environment import load_environment
+    from linkgate.gather import MAX_CONCURRENCY  # here, not at the top: spawned lab processes import this module
     from linkgate.probes.odbc import OdbcSession
     from linkgate.probes.sql import SqlServerFacts, read_sql_server
 
@@ -148,7 +147,7 @@ def read_all(env_file: Path, rounds: int) -> tuple[int, int, str, float]:
 
     names = [n for _ in range(rounds) for n in env.sql_servers]
     started = time.monotonic()
-    with ThreadPoolExecutor(min(MAX_READERS, len(env.sql_servers) + 1), thread_name_prefix="lab-load") as pool:
+    with ThreadPoolExecutor(min(MAX_CONCURRENCY, len(env.sql_servers) + 1), thread_name_prefix="lab-load") as pool:
         results = list(pool.map(read, names))
     seconds = time.monotonic() - started
     digest = hashlib.sha256()
@@ -180,12 +179,7 @@ def measure(instances: int, latency_ms: float, rounds: int, workdir: Path) -> Lo
         reads, failed, digest, seconds = read_all(env_file, rounds)
         after_reads = _usage(process.pid, parent)
     finally:
-        parent.send("stop")
-        process.join(30)
-        if process.is_alive():
-            process.terminate()
-            process.join(10)
-        parent.close()
+        stop_lab_process(process, parent)
     return LoadResult(instances, ready, after_start, after_reads, seconds, reads, failed, digest)
 
 

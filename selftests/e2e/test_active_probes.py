@@ -22,7 +22,8 @@ from linkgate.lab.backend import LoggedStatement
 from linkgate.lab.engine import SimulatedInstance, writes
 from linkgate.lab.runner import Lab
 from linkgate.lab.scenario import load_scenario
-from linkgate.probes.active import ActiveProbes
+from linkgate.probes.active import ActiveProbes, Connectivity
+from linkgate.probes.facts import Fact
 from linkgate.probes.odbc import OdbcSession, QueryFailed, Rows
 from selftests.e2e.harness import ROOT, GateRun, run_pytest_gate
 
@@ -245,25 +246,31 @@ class _DiesAfterStartingTheJob(OdbcSession):
         return rows
 
 
-def test_a_probe_whose_session_died_removes_its_job_over_a_new_one(lab_gate: Callable[..., LabGate]) -> None:
-    gate = lab_gate("active-host-inbound-5022-dropped")
+def _mi_to_sql(gate: LabGate, sessions: list[OdbcSession], *, first_mi_session: type[OdbcSession] = OdbcSession,
+               **options: Any) -> Fact[Connectivity]:
+    """The MI → SQL Server probe on sql01, run here over sessions of the test's own (kept in `sessions`,
+    closed after); the first session to the managed instance is a `first_mi_session`."""
     env = load_environment(gate.env)
-    sessions: list[OdbcSession] = []
 
     def open_session(name: str) -> OdbcSession:
         mi = name == env.managed_instance.name
         target = env.managed_instance if mi else env.sql_servers[name]
         first = not any(s.target == name for s in sessions)
-        kind = _DiesAfterStartingTheJob if mi and first else OdbcSession
+        kind = first_mi_session if mi and first else OdbcSession
         sessions.append(kind(name, target.connection, env.timeouts))
         return sessions[-1]
 
-    probes = ActiveProbes(env, open_session, gate.state / "ledgers")
     try:
-        fact = probes.mi_to_sql("sql01")
+        return ActiveProbes(env, open_session, gate.state / "ledgers", **options).mi_to_sql("sql01")
     finally:
         for session in sessions:
             session.close()
+
+
+def test_a_probe_whose_session_died_removes_its_job_over_a_new_one(lab_gate: Callable[..., LabGate]) -> None:
+    gate = lab_gate("active-host-inbound-5022-dropped")
+    sessions: list[OdbcSession] = []
+    fact = _mi_to_sql(gate, sessions, first_mi_session=_DiesAfterStartingTheJob)
     assert fact.error is not None
     assert "Communication link failure" in fact.error
     assert "could not remove" not in fact.error
@@ -276,20 +283,7 @@ def test_a_probe_whose_session_died_removes_its_job_over_a_new_one(lab_gate: Cal
 
 def test_a_job_that_outlives_its_timeout_is_an_error_and_still_removed(lab_gate: Callable[..., LabGate]) -> None:
     gate = lab_gate("active-host-inbound-5022-dropped")  # tnc waits 2 s for the dropped SYN
-    env = load_environment(gate.env)
-    sessions: list[OdbcSession] = []
-
-    def open_session(name: str) -> OdbcSession:
-        target = env.managed_instance if name == env.managed_instance.name else env.sql_servers[name]
-        sessions.append(OdbcSession(name, target.connection, env.timeouts))
-        return sessions[-1]
-
-    probes = ActiveProbes(env, open_session, gate.state / "ledgers", job_timeout=0.3)
-    try:
-        fact = probes.mi_to_sql("sql01")
-    finally:
-        for session in sessions:
-            session.close()
+    fact = _mi_to_sql(gate, [], job_timeout=0.3)
     assert fact.error is not None
     assert "did not finish within 0.3 s" in fact.error
     assert any("sp_delete_job" in e.command for e in fact.evidence)

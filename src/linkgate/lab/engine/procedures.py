@@ -151,57 +151,24 @@ def _executesql(session: EngineSession, arguments: Arguments) -> list[Outcome]:
     return out
 
 
+def _datatype_row(t: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A DATATYPES entry as the result row: NULLABLE (always 1) after CREATE_PARAMS, AUTO_UNIQUE_VALUE
+    (0 where UNSIGNED_ATTRIBUTE applies) and LOCAL_TYPE_NAME (the name) after MONEY, INTERVAL_PRECISION
+    (NULL) before USERTYPE."""
+    name, unsigned = t[0], t[8]
+    return (*t[:6], 1, *t[6:10], 0 if unsigned is not None else None, name, *t[10:15], None, t[15])
+
+
+DATATYPE_ROWS = tuple(_datatype_row(t) for t in DATATYPES)
+"""The whole answer, built once: it is the same for every instance and every connection."""
+
+
 def _datatype_info(session: EngineSession, arguments: Arguments) -> list[Outcome]:
     named = {n.lstrip("@").lower(): v for n, v in arguments if n}
     positional = [v for n, v in arguments if not n]
     value = named.get("data_type", positional[0] if positional else 0)
     wanted = int(value) if value not in (None, "") else 0
-    rows = []
-    for t in DATATYPES:
-        if wanted and t[1] != wanted:
-            continue
-        (
-            name,
-            data_type,
-            precision,
-            prefix,
-            suffix,
-            params,
-            case,
-            searchable,
-            unsigned,
-            money,
-            lo,
-            hi,
-            sql_type,
-            sub,
-            radix,
-            usertype,
-        ) = t
-        rows.append(
-            (
-                name,
-                data_type,
-                precision,
-                prefix,
-                suffix,
-                params,
-                1,
-                case,
-                searchable,
-                unsigned,
-                money,
-                0 if unsigned is not None else None,
-                name,
-                lo,
-                hi,
-                sql_type,
-                sub,
-                radix,
-                None,
-                usertype,
-            )
-        )
+    rows = [row for row in DATATYPE_ROWS if not wanted or row[1] == wanted]
     return [ResultSet(DATATYPE_COLUMNS, rows)]
 
 
