@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from linkgate.environment import HostSpec
 from linkgate.firewall.flows import Flow
 from linkgate.lab import netns as nx
 from linkgate.lab.hosts import LabHosts, load_hosts
-from linkgate.probes.host import FirewallKind, Shell, read_firewall, read_linux_host, read_networks
+from linkgate.probes.facts import TargetUnreachable
+from linkgate.probes.host import FirewallKind, Shell, open_host, read_firewall, read_linux_host, read_networks
 from linkgate.probes.net import diagnose, overlaps, read_resolution, read_tcp
 from selftests.lab.test_hosts import CONF, MI_FQDN, NODE, Plan, ssh
 
@@ -176,3 +182,26 @@ def test_an_overlapping_prefix_is_reported_while_traffic_still_flows() -> None:
     assert connect.connected  # the lab routes the MI's addresses explicitly: only the check can tell
     found = overlaps(ipaddress.IPv4Network(p.mi_subnet), networks.networks, ipaddress.IPv4Address(p.sql))
     assert found == (f"{p.net}.0/26 overlaps the managed instance subnet {p.mi_subnet}",)
+
+
+def test_a_declared_known_hosts_is_checked_strictly_over_paramiko(lab: LabHosts, tmp_path: Path) -> None:
+    """testinfra's paramiko backend connects to any host key with a warning; a known_hosts the environment
+    declares must refuse a key that is missing or different, as OpenSSH's StrictHostKeyChecking=yes does."""
+    address = str(lab.address("sql01"))
+
+    def open_with(known_hosts: Path) -> Shell:
+        spec = HostSpec("paramiko", address, "root", None, str(lab.identity_file), None, None, str(known_hosts))
+        return Shell(open_host(spec, "sql01", timeout=5), "sql01")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "Unknown ssh-ed25519 host key" warning: the key is known
+        assert open_with(lab.known_hosts).run("echo ok").stdout.strip() == "ok"
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    with pytest.raises(TargetUnreachable, match="not found in known_hosts"):
+        open_with(empty).run("echo ok")
+    other_key = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH)
+    wrong = tmp_path / "wrong"
+    wrong.write_text(f"{address} {other_key.decode()}\n")
+    with pytest.raises(TargetUnreachable, match="BadHostKeyException"):
+        open_with(wrong).run("echo ok")

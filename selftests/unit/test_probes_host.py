@@ -21,6 +21,7 @@ from linkgate.probes.facts import TargetUnreachable
 from linkgate.probes.host import (
     NETWORKS_SCRIPT,
     OS_SCRIPT,
+    KnownHostsParamikoBackend,
     Shell,
     instance_services,
     open_host,
@@ -319,6 +320,11 @@ def test_open_host_passes_secrets_and_keys_to_testinfra(monkeypatch: pytest.Monk
     ).backend
     assert openssh.ssh_identity_file == "/keys/id"
     assert openssh.ssh_extra_args == "-o UserKnownHostsFile=/keys/known -o StrictHostKeyChecking=yes"
+    strict = open_host(
+        HostSpec("paramiko", "198.18.9.9", "admin", None, "/keys/id", None, None, "/keys/known"), "sql01", timeout=3
+    ).backend
+    assert isinstance(strict, KnownHostsParamikoBackend)  # nothing connected yet: the client is made on first use
+    assert (strict.known_hosts, strict.ssh_identity_file, strict.host.name) == ("/keys/known", "/keys/id", "198.18.9.9")
 
 
 def test_open_host_without_its_password_variable_is_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:

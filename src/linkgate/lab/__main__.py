@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     with Lab(scenario, ephemeral_ports=args.ephemeral_ports) as lab:
         if lab.hosts is not None:
             _publish(lab.hosts.identity_file, SSH_KEY)
+            _publish(lab.hosts.known_hosts, KNOWN_HOSTS)
         if lab.certificate is not None:
             _publish(lab.certificate, CA_FILE)
         if not args.quiet:
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
 SSH_KEY = Path("~/.cache/linkgate/lab/id_ed25519").expanduser()
 CA_FILE = Path("~/.cache/linkgate/lab/ca.pem").expanduser()
+KNOWN_HOSTS = Path("~/.cache/linkgate/lab/known_hosts").expanduser()
 
 
 def _publish(source: Path, destination: Path) -> None:

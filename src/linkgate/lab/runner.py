@@ -182,7 +182,8 @@ class Lab:
             "address_seen_by_mi": self._translate(str(self.scenario.environment.get("sql_ip", "198.18.1.10"))),
             "databases": [d for d in spec.databases if d not in ("master", "tempdb", "model", "msdb")],
             **({"host": {"backend": "paramiko", "address": str(self.hosts.address(name)), "user": "root",
-                         "identity_file": str(self.hosts.identity_file)}}
+                         "identity_file": str(self.hosts.identity_file),
+                         "known_hosts": str(self.hosts.known_hosts)}}
                if self.hosts is not None and name in self.hosts.spec.machines else {}),
         }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import configparser
 import enum
+import functools
 import ipaddress
 import json
 import os
@@ -20,9 +21,13 @@ import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
+import paramiko
 import testinfra
+import testinfra.host
+from testinfra.backend.paramiko import ParamikoBackend
 
 from linkgate.environment import HostOS, HostSpec, SqlServer
 from linkgate.evidence import Evidence
@@ -69,11 +74,42 @@ class Ran:
         )
 
 
+class KnownHostsParamikoBackend(ParamikoBackend):  # type: ignore[misc]  # testinfra has no type hints
+    """testinfra's paramiko backend, with the host key checked against a known_hosts file: a key that is
+    missing or different refuses the connection (paramiko's RejectPolicy), as OpenSSH's
+    StrictHostKeyChecking=yes does. testinfra's own backend warns and connects to any key."""
+
+    def __init__(self, hostspec: str, known_hosts: str, **kwargs: Any) -> None:
+        super().__init__(hostspec, **kwargs)
+        self.known_hosts = known_hosts  # absolute: the environment loader resolved it
+
+    @functools.cached_property
+    def client(self) -> paramiko.SSHClient:
+        client = paramiko.SSHClient()
+        client.load_host_keys(self.known_hosts)
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        cfg: dict[str, Any] = {
+            "hostname": self.host.name,
+            "port": int(self.host.port) if self.host.port else 22,
+            "username": self.host.user,
+            "timeout": self.timeout,
+            "password": self.host.password,
+        }
+        if self.ssh_config:
+            config = paramiko.SSHConfig.from_path(self.ssh_config)
+            self._load_ssh_config(client, cfg, config, str(Path(self.ssh_config).parent))
+        if self.ssh_identity_file:
+            cfg["key_filename"] = self.ssh_identity_file
+        client.connect(**cfg)
+        return client
+
+
 def open_host(spec: HostSpec, target: str, *, timeout: float) -> Any:
     """A testinfra host for an environment's `host:` entry; nothing connects until the first command.
 
     Secrets (password_env) go into testinfra's host spec in memory only: its paramiko and WinRM backends
-    read passwords from nowhere else. OpenSSH (`ssh`) gets known_hosts with strict checking when declared.
+    read passwords from nowhere else. A declared known_hosts is checked strictly: by OpenSSH (`ssh`), or for
+    `paramiko` by KnownHostsParamikoBackend (testinfra's own accepts any host key with a warning).
     """
     kwargs: dict[str, Any] = {}
     password = os.environ.get(spec.password_env) if spec.password_env else None
@@ -93,6 +129,9 @@ def open_host(spec: HostSpec, target: str, *, timeout: float) -> Any:
             kwargs["ssh_config"] = spec.ssh_config
     if spec.backend == "ssh" and spec.known_hosts:
         kwargs["ssh_extra_args"] = f"-o UserKnownHostsFile={shlex.quote(spec.known_hosts)} -o StrictHostKeyChecking=yes"
+    if spec.backend == "paramiko" and spec.known_hosts:
+        backend = KnownHostsParamikoBackend(hostspec.split("://", 1)[1], spec.known_hosts, **kwargs)
+        return testinfra.host.Host(backend)
     if spec.backend == "winrm":
         kwargs["operation_timeout_sec"] = max(1, int(timeout))
         kwargs["read_timeout_sec"] = max(2, int(timeout) + 1)
