@@ -19,8 +19,11 @@ def test_gate_sends_nothing_that_changes_state(gate: GateRunner) -> None:
 
 
 def test_secrets_never_reach_any_output(gate: GateRunner) -> None:
+    """Nothing any process writes carries a password: the controller, and xdist workers (-n 2) that hold the
+    secrets too and send their reports over execnet."""
     password = os.environ["LINKGATE_LAB_PASSWORD"]
-    run = gate("healthy", "-v")
+    run = gate("healthy", "-v", "-n", "2")
+    assert "2 workers [" in run.stdout, "the checks really ran on two workers"
     assert password not in run.text_of_every_output()
 
     def wrong_password(env: dict[str, Any]) -> None:
@@ -28,7 +31,7 @@ def test_secrets_never_reach_any_output(gate: GateRunner) -> None:
 
     os.environ["LINKGATE_WRONG_PASSWORD"] = "Wr0ng-but-secret-" + password[-6:]
     try:
-        failed = gate("healthy", "-v", edit=wrong_password)
+        failed = gate("healthy", "-v", "-n", "2", edit=wrong_password)
     finally:
         wrong = os.environ.pop("LINKGATE_WRONG_PASSWORD")
     everything = failed.text_of_every_output()

@@ -1,4 +1,5 @@
-"""Every query of prerequisites-spec §3 and §4, verbatim, answers with the scenario's facts and SQL Server's types."""
+"""The statements the gate sends (linkgate.probes.sql_queries) and the spec's alternatives answer with the
+scenario's facts and SQL Server's types; the same statements through the real drivers: test_engine_wire.py."""
 
 from __future__ import annotations
 
@@ -9,96 +10,36 @@ from decimal import Decimal
 import pytest
 
 from linkgate.lab.results import MAX, DatabaseChanged, Message, ReturnStatus, SqlType, Variant
+from linkgate.probes import sql_queries as q
 from selftests.lab.engine_fixtures import dicts, login, result, results, run, shape
 
 NV = SqlType.NVARCHAR
 SALES_GUID = uuid.UUID("6f1c2b0e-3c4d-4a8e-9a51-0d3c1b7e5a10")
 
-SQL_02 = """
-SELECT CAST(SERVERPROPERTY('ProductVersion')        AS nvarchar(128)) AS product_version,
-       CAST(SERVERPROPERTY('ProductLevel')          AS nvarchar(128)) AS product_level,
-       CAST(SERVERPROPERTY('ProductUpdateLevel')    AS nvarchar(128)) AS product_update_level,
-       CAST(SERVERPROPERTY('ProductUpdateReference')AS nvarchar(128)) AS kb,
-       CAST(SERVERPROPERTY('Edition')               AS nvarchar(128)) AS edition,
-       CAST(SERVERPROPERTY('EngineEdition')         AS int)           AS engine_edition,
-       @@VERSION                                                      AS version_string;
-"""
-SQL_06 = """
-SELECT CAST(SERVERPROPERTY('IsHadrEnabled')     AS int) AS is_hadr_enabled,
-       CAST(SERVERPROPERTY('HadrManagerStatus') AS int) AS hadr_manager_status;
-"""
-SQL_07 = (
-    "SELECT cluster_name, quorum_type_desc, quorum_state_desc FROM sys.dm_hadr_cluster;",
-    "SELECT member_name, member_type_desc, member_state_desc FROM sys.dm_hadr_cluster_members;",
-    """SELECT sp.permission_name, sp.state_desc
-FROM sys.server_permissions sp JOIN sys.server_principals p ON p.principal_id = sp.grantee_principal_id
-WHERE p.name = N'NT AUTHORITY\\SYSTEM'
-  AND sp.permission_name IN (N'ALTER ANY AVAILABILITY GROUP', N'CONNECT SQL', N'VIEW SERVER STATE');""",
-)
+# The statements the gate sends are its own constants (linkgate.probes.sql_queries), never copies of them:
+# a copy drifts (five did). Only the spec's alternatives the gate does not send are written out here.
 SQL_08_B = """SET NOCOUNT ON;
 CREATE TABLE #tf (TraceFlag int, Status int, Global int, Session int);
 INSERT INTO #tf EXEC (N'DBCC TRACESTATUS(-1) WITH NO_INFOMSGS');
 SELECT TraceFlag, Status, Global, Session FROM #tf WHERE TraceFlag IN (1800, 9567);
 DROP TABLE #tf;"""
-SQL_09 = """SELECT registry_key, value_name, CAST(value_data AS nvarchar(4000)) AS value_data
-FROM sys.dm_server_registry
-WHERE registry_key LIKE N'%Parameters' AND value_name LIKE N'SQLArg%';"""
-SQL_10 = """SELECT d.name, d.recovery_model_desc, d.state_desc, drs.last_log_backup_lsn, drs.database_guid
-FROM sys.databases d
-JOIN sys.database_recovery_status drs ON drs.database_id = d.database_id
-WHERE d.name = @P1;"""
-SQL_11 = """SELECT TOP (1) bs.backup_finish_date, bs.recovery_model, bs.is_copy_only, bs.has_backup_checksums,
-       bs.checkpoint_lsn, bs.database_backup_lsn
-FROM msdb.dbo.backupset bs
-WHERE bs.database_name = @P1 AND bs.type = 'D' AND bs.is_copy_only = 0 AND bs.recovery_model = N'FULL'
-  AND bs.database_guid = (SELECT database_guid FROM sys.database_recovery_status WHERE database_id = DB_ID(@P2))
-ORDER BY bs.backup_finish_date DESC;"""
-SQL_12 = (
-    """SELECT servicename, startup_type_desc, status_desc, last_startup_time
-FROM sys.dm_server_services WHERE servicename LIKE N'SQL Server Agent%';""",
-    "SELECT CAST(value_in_use AS int) AS agent_xps FROM sys.configurations WHERE name = N'Agent XPs';",
-)
-SQL_13 = """SELECT IS_SRVROLEMEMBER(N'sysadmin') AS is_sysadmin;
-EXEC msdb.sys.sp_executesql N'SELECT IS_ROLEMEMBER(N''SQLAgentOperatorRole'') AS is_agent_operator;';"""
-SQL_14 = """SELECT d.name, dek.encryption_state, dek.encryptor_type,
-       CONVERT(varchar(42), dek.encryptor_thumbprint, 1) AS encryptor_thumbprint,
-       c.name AS certificate_name, c.expiry_date
-FROM sys.dm_database_encryption_keys dek
-JOIN sys.databases d ON d.database_id = dek.database_id
-LEFT JOIN master.sys.certificates c ON c.thumbprint = dek.encryptor_thumbprint
-WHERE d.name = @P1;"""
-SQL_15 = (
-    """SELECT fg.type, fg.type_desc, COUNT(df.file_id) AS containers
-FROM sys.filegroups fg LEFT JOIN sys.database_files df ON df.data_space_id = fg.data_space_id
-WHERE fg.type IN ('FX','FD') GROUP BY fg.type, fg.type_desc;""",
-    "SELECT COUNT(*) AS log_files       FROM sys.database_files WHERE type = 1;",
-    "SELECT COUNT(*) AS filetables      FROM sys.tables WHERE is_filetable = 1;",
-    "SELECT COUNT(*) AS memopt_tables   FROM sys.tables WHERE is_memory_optimized = 1;",
-)
-SQL_16 = """SELECT e.name, e.type_desc, e.state_desc, e.role_desc, e.connection_auth_desc,
-       e.is_encryption_enabled, e.encryption_algorithm_desc, t.port, t.ip_address,
-       c.name AS certificate_name, c.expiry_date
-FROM sys.database_mirroring_endpoints e
-JOIN sys.tcp_endpoints t ON t.endpoint_id = e.endpoint_id
-LEFT JOIN master.sys.certificates c ON c.certificate_id = e.certificate_id;"""
-SQL_19 = """SELECT ag.name, COUNT(adc.database_name) AS db_count
-FROM sys.availability_groups ag JOIN sys.availability_databases_cluster adc ON adc.group_id = ag.group_id
-WHERE ag.group_id IN (SELECT group_id FROM sys.availability_databases_cluster WHERE database_name = @P1)
-GROUP BY ag.name;"""
+SQL_15 = (q.XTP_AND_FILESTREAM, q.LOG_FILES, q.FILETABLES, q.MEMORY_OPTIMIZED_TABLES)
 
 
-def in_database(database: str, statement: str) -> str:
-    return f"EXEC [{database}].sys.sp_executesql N'{statement.replace(chr(39), chr(39) * 2)}';"
+def numbered(sql: str) -> str:
+    """A gate statement's `?` placeholders as @P1, @P2… — what both drivers' sp_prepexec sends to the server."""
+    parts = sql.split("?")
+    return parts[0] + "".join(f"@P{i}{part}" for i, part in enumerate(parts[1:], start=1))
 
 
 def test_sql_01_sysadmin_and_login_name() -> None:
-    rs = result(run(login(), "SELECT IS_SRVROLEMEMBER(N'sysadmin') AS is_sysadmin, SUSER_SNAME() AS login_name;"))
+    rs = result(run(login(), q.LOGIN))
     assert shape(rs) == [("is_sysadmin", SqlType.INT, None), ("login_name", NV, 128)]
     assert rs.rows == [(1, "linkgate")]
 
 
 def test_sql_02_version_edition_build() -> None:
-    rs = result(run(login(), SQL_02))
+    rs = result(run(login(), q.PRODUCT))
     assert shape(rs) == [
         ("product_version", NV, 128),
         ("product_level", NV, 128),
@@ -106,35 +47,34 @@ def test_sql_02_version_edition_build() -> None:
         ("kb", NV, 128),
         ("edition", NV, 128),
         ("engine_edition", SqlType.INT, None),
+        ("collation", NV, 128),
+        ("product_update_type", NV, 128),
         ("version_string", NV, 300),
     ]
-    version, level, update, kb, edition, engine, text = rs.rows[0]
-    assert (version, level, update, kb, edition, engine) == (
+    version, level, update, kb, edition, engine, collation, update_type, text = rs.rows[0]
+    assert (version, level, update, kb, edition, engine, collation, update_type) == (
         "16.0.4135.4",
         "RTM",
         "CU14",
         "KB5038325",
         "Developer Edition (64-bit)",
         3,
+        "SQL_Latin1_General_CP1_CI_AS",
+        None,  # SQL Server has no update policy: ProductUpdateType is a managed-instance property
     )
     assert text.startswith("Microsoft SQL Server 2022 (RTM-CU14) (KB5038325) - 16.0.4135.4 (X64)")
     assert "on Linux (Ubuntu 22.04)" in text
 
 
 def test_sql_04_host_platform() -> None:
-    rs = result(run(login(), "SELECT host_platform, host_distribution, host_release FROM sys.dm_os_host_info;"))
+    rs = result(run(login(), q.HOST_INFO))
     assert shape(rs) == [("host_platform", NV, 256), ("host_distribution", NV, 256), ("host_release", NV, 256)]
     assert rs.rows == [("Linux", "Ubuntu", "22.04")]
 
 
 def test_sql_05_master_key_both_forms() -> None:
     session = login()
-    rs = result(
-        run(
-            session,
-            "SELECT name, symmetric_key_id, create_date FROM master.sys.symmetric_keys WHERE symmetric_key_id = 101;",
-        )
-    )
+    rs = result(run(session, q.MASTER_KEY))
     assert shape(rs) == [
         ("name", NV, 128),
         ("symmetric_key_id", SqlType.INT, None),
@@ -146,14 +86,15 @@ def test_sql_05_master_key_both_forms() -> None:
 
 
 def test_sql_06_hadr_enabled_and_manager_running() -> None:
-    rs = result(run(login(), SQL_06))
+    rs = result(run(login(), q.HADR))
     assert shape(rs) == [("is_hadr_enabled", SqlType.INT, None), ("hadr_manager_status", SqlType.INT, None)]
     assert rs.rows == [(1, 1)]
 
 
 def test_sql_07_wsfc_queries_on_2016_without_a_cluster() -> None:
     session = login(scenario_name="sql-2016-without-wsfc")
-    clusters, members, grants = (result(run(session, sql)) for sql in SQL_07)
+    statements = (q.WSFC_CLUSTER, q.WSFC_MEMBERS, q.WSFC_SYSTEM_GRANTS)
+    clusters, members, grants = (result(run(session, sql)) for sql in statements)
     assert clusters.rows == []
     assert members.rows == []
     assert shape(clusters) == [("cluster_name", NV, 128), ("quorum_type_desc", NV, 50), ("quorum_state_desc", NV, 50)]
@@ -164,7 +105,7 @@ def test_sql_07_wsfc_queries_on_2016_without_a_cluster() -> None:
 
 
 def test_sql_08_option_a_dbcc_result_set() -> None:
-    rs = result(run(login(), "DBCC TRACESTATUS(-1) WITH NO_INFOMSGS"))
+    rs = result(run(login(), q.TRACE_FLAGS))
     assert shape(rs) == [(n, SqlType.SMALLINT, None) for n in ("TraceFlag", "Status", "Global", "Session")]
     assert rs.rows == [(1800, 1, 1, 0), (9567, 1, 1, 0)]
 
@@ -178,12 +119,12 @@ def test_sql_08_option_b_temp_table() -> None:
 
 def test_sql_08_no_flags_running_gives_no_result_set_but_option_b_still_rows_nothing() -> None:
     session = login(scenario_name="sql-trace-flags-restart-pending")
-    assert run(session, "DBCC TRACESTATUS(-1) WITH NO_INFOMSGS") == []
+    assert run(session, q.TRACE_FLAGS) == []
     assert result(run(session, SQL_08_B)).rows == []
 
 
 def test_sql_09_startup_parameters_on_windows_show_the_trace_flags() -> None:
-    rs = result(run(login(scenario_name="sql-windows-10-host"), SQL_09))
+    rs = result(run(login(scenario_name="sql-windows-10-host"), q.STARTUP_PARAMETERS))
     assert shape(rs) == [("registry_key", NV, 256), ("value_name", NV, 256), ("value_data", NV, 4000)]
     values = [r[2] for r in rs.rows]
     assert values[-2:] == ["-T1800", "-T9567"]
@@ -191,31 +132,32 @@ def test_sql_09_startup_parameters_on_windows_show_the_trace_flags() -> None:
 
 
 def test_sql_09_startup_parameters_are_not_visible_on_linux() -> None:
-    assert result(run(login(), SQL_09)).rows == []
+    assert result(run(login(), q.STARTUP_PARAMETERS)).rows == []
 
 
 def test_sql_10_recovery_with_parameter() -> None:
-    rs = result(run(login(), SQL_10, P1="SalesDB"))
+    rs = result(run(login(), numbered(q.DATABASE_STATE), P1="SalesDB"))
     assert shape(rs) == [
         ("name", NV, 128),
         ("recovery_model_desc", NV, 60),
         ("state_desc", NV, 60),
         ("last_log_backup_lsn", SqlType.DECIMAL, None),
         ("database_guid", SqlType.UNIQUEIDENTIFIER, None),
+        ("is_broker_enabled", SqlType.BIT, None),
     ]
     assert (rs.columns[3].precision, rs.columns[3].scale) == (25, 0)
-    name, model, state, lsn, guid = rs.rows[0]
-    assert (name, model, state, guid) == ("SalesDB", "FULL", "ONLINE", SALES_GUID)
+    name, model, state, lsn, guid, broker = rs.rows[0]
+    assert (name, model, state, guid, broker) == ("SalesDB", "FULL", "ONLINE", SALES_GUID, True)
     assert isinstance(lsn, Decimal)
 
 
 def test_sql_10_simple_recovery_has_no_log_chain() -> None:
-    rs = result(run(login(scenario_name="sql-db-simple-recovery"), SQL_10, P1="salesdb"))
+    rs = result(run(login(scenario_name="sql-db-simple-recovery"), numbered(q.DATABASE_STATE), P1="salesdb"))
     assert [(r[1], r[3]) for r in rs.rows] == [("SIMPLE", None)]
 
 
 def test_sql_11_last_full_backup_with_two_parameters() -> None:
-    rs = result(run(login(), SQL_11, P1="SalesDB", P2="SalesDB"))
+    rs = result(run(login(), numbered(q.LAST_FULL_BACKUP), P1="SalesDB", P2="SalesDB"))
     assert shape(rs) == [
         ("backup_finish_date", SqlType.DATETIME, None),
         ("recovery_model", NV, 60),
@@ -228,41 +170,43 @@ def test_sql_11_last_full_backup_with_two_parameters() -> None:
 
 
 def test_sql_11_copy_only_backups_do_not_count() -> None:
-    assert result(run(login(scenario_name="sql-db-copy-only-backups"), SQL_11, P1="SalesDB", P2="SalesDB")).rows == []
+    copy_only = login(scenario_name="sql-db-copy-only-backups")
+    assert result(run(copy_only, numbered(q.LAST_FULL_BACKUP), P1="SalesDB", P2="SalesDB")).rows == []
 
 
 def test_sql_12_agent_service_and_agent_xps() -> None:
     session = login()
-    service, xps = (result(run(session, sql)) for sql in SQL_12)
-    assert shape(service) == [
-        ("servicename", NV, 256),
-        ("startup_type_desc", NV, 256),
-        ("status_desc", NV, 256),
-        ("last_startup_time", SqlType.DATETIMEOFFSET, None),
-    ]
-    assert service.rows[0][:3] == ("SQL Server Agent (MSSQLSERVER)", "Automatic", "Running")
-    assert service.rows[0][3].tzinfo is not None
+    service, xps = (result(run(session, sql)) for sql in (q.AGENT_SERVICE, q.AGENT_XPS))
+    assert shape(service) == [("servicename", NV, 256), ("startup_type_desc", NV, 256), ("status_desc", NV, 256)]
+    assert service.rows == [("SQL Server Agent (MSSQLSERVER)", "Automatic", "Running")]
     assert shape(xps) == [("agent_xps", SqlType.INT, None)]
     assert xps.rows == [(1,)]
     stopped = login(scenario_name="sql-agent-stopped")
-    assert result(run(stopped, SQL_12[0])).rows[0][2] == "Stopped"
-    assert result(run(stopped, SQL_12[1])).rows == [(0,)]
+    assert result(run(stopped, q.AGENT_SERVICE)).rows[0][2] == "Stopped"
+    assert result(run(stopped, q.AGENT_XPS)).rows == [(0,)]
+
+
+def test_sql_12_the_spec_also_reads_the_agents_start_time_as_datetimeoffset() -> None:
+    sql = "SELECT last_startup_time FROM sys.dm_server_services WHERE servicename LIKE N'SQL Server Agent%';"
+    rs = result(run(login(), sql))
+    assert shape(rs) == [("last_startup_time", SqlType.DATETIMEOFFSET, None)]
+    assert rs.rows[0][0].tzinfo is not None
 
 
 def test_sql_13_sysadmin_or_agent_operator_in_msdb() -> None:
-    outcomes = run(login(), SQL_13)
+    outcomes = run(login(), q.LOGIN + q.AGENT_OPERATOR)
     sysadmin, operator = results(outcomes)
-    assert sysadmin.rows == [(1,)]
+    assert sysadmin.rows == [(1, "linkgate")]
     assert operator.rows == [(0,)]
     assert shape(operator) == [("is_agent_operator", SqlType.INT, None)]
     assert ReturnStatus(0) in outcomes
-    sysadmin, operator = results(run(login(scenario_name="sql-not-sysadmin"), SQL_13))
-    assert sysadmin.rows == [(0,)]
+    sysadmin, operator = results(run(login(scenario_name="sql-not-sysadmin"), q.LOGIN + q.AGENT_OPERATOR))
+    assert sysadmin.rows == [(0, "linkgate")]
     assert operator.rows == [(1,)]
 
 
 def test_sql_14_tde_state_and_certificate() -> None:
-    rs = result(run(login(scenario_name="sql-db-tde-expired-certificate"), SQL_14, P1="SalesDB"))
+    rs = result(run(login(scenario_name="sql-db-tde-expired-certificate"), numbered(q.TDE), P1="SalesDB"))
     assert shape(rs) == [
         ("name", NV, 128),
         ("encryption_state", SqlType.INT, None),
@@ -282,7 +226,7 @@ def test_sql_14_tde_state_and_certificate() -> None:
     assert thumbprint.startswith("0x")
     assert len(thumbprint) == 42
     assert thumbprint == thumbprint.upper().replace("0X", "0x")
-    assert result(run(login(), SQL_14, P1="SalesDB")).rows == []
+    assert result(run(login(), numbered(q.TDE), P1="SalesDB")).rows == []
 
 
 @pytest.mark.parametrize(
@@ -298,14 +242,14 @@ def test_sql_15_database_features_in_the_database_context(
     scenario_name: str, expected: tuple[list[tuple[str, str, int]], int, int, int]
 ) -> None:
     session = login(scenario_name=scenario_name)
-    groups, logs, filetables, memopt = (result(run(session, in_database("SalesDB", sql))) for sql in SQL_15)
+    groups, logs, filetables, memopt = (result(run(session, q.in_database("SalesDB", sql))) for sql in SQL_15)
     assert shape(groups) == [("type", SqlType.CHAR, 2), ("type_desc", NV, 60), ("containers", SqlType.INT, None)]
     assert (groups.rows, logs.rows[0][0], filetables.rows[0][0], memopt.rows[0][0]) == expected
     assert session.database == "master"
 
 
 def test_sql_16_endpoint_with_certificate() -> None:
-    rs = result(run(login(scenario_name="sql-endpoint-rc4"), SQL_16))
+    rs = result(run(login(scenario_name="sql-endpoint-rc4"), q.ENDPOINTS))
     assert shape(rs) == [
         ("name", NV, 128),
         ("type_desc", NV, 60),
@@ -334,7 +278,7 @@ def test_sql_16_endpoint_with_certificate() -> None:
             dt.datetime(2030, 6, 30),
         )
     ]
-    assert result(run(login(), SQL_16)).rows == []
+    assert result(run(login(), q.ENDPOINTS)).rows == []
 
 
 def test_sql_17_collation() -> None:
@@ -344,29 +288,24 @@ def test_sql_17_collation() -> None:
 
 
 def test_sql_18_broker_and_adr() -> None:
-    rs = result(
-        run(
-            login(),
-            "SELECT name, is_broker_enabled, is_accelerated_database_recovery_on FROM sys.databases WHERE name = @P1;",
-            P1="SalesDB",
-        )
-    )
-    assert shape(rs)[1:] == [
-        ("is_broker_enabled", SqlType.BIT, None),
-        ("is_accelerated_database_recovery_on", SqlType.BIT, None),
-    ]
-    assert rs.rows == [("SalesDB", True, False)]
+    rs = result(run(login(), numbered(q.ACCELERATED_RECOVERY), P1="SalesDB"))
+    assert shape(rs) == [("name", NV, 128), ("is_accelerated_database_recovery_on", SqlType.BIT, None)]
+    assert rs.rows == [("SalesDB", True)]
+    off = login(scenario_name="sql-db-adr-off")
+    assert result(run(off, numbered(q.ACCELERATED_RECOVERY), P1="SalesDB")).rows == [("SalesDB", False)]
+    broker = result(run(login(scenario_name="sql-db-broker-disabled"), numbered(q.DATABASE_STATE), P1="SalesDB"))
+    assert [d["is_broker_enabled"] for d in dicts(broker)] == [False]
 
 
 def test_sql_19_availability_group_database_count() -> None:
-    rs = result(run(login(scenario_name="sql-db-multi-database-ag"), SQL_19, P1="SalesDB"))
+    rs = result(run(login(scenario_name="sql-db-multi-database-ag"), numbered(q.AVAILABILITY_GROUPS), P1="SalesDB"))
     assert shape(rs) == [("name", NV, 128), ("db_count", SqlType.INT, None)]
     assert rs.rows == [("AG_Sales", 2)]
-    assert result(run(login(), SQL_19, P1="SalesDB")).rows == []
+    assert result(run(login(), numbered(q.AVAILABILITY_GROUPS), P1="SalesDB")).rows == []
 
 
 def test_sql_20_start_time() -> None:
-    rs = result(run(login(), "SELECT sqlserver_start_time FROM sys.dm_os_sys_info;"))
+    rs = result(run(login(), q.START_TIME))
     assert shape(rs) == [("sqlserver_start_time", SqlType.DATETIME, None)]
     assert rs.rows == [(dt.datetime(2025, 11, 3, 6, 12, 41),)]
 
@@ -450,7 +389,7 @@ def test_mi_03_simple_reads_of_the_fabric_views() -> None:
 
 
 def test_mi_04_mi_database_encryption_reads_like_sql_14() -> None:
-    rs = result(run(login("mi01"), SQL_14, P1="SalesDB"))
+    rs = result(run(login("mi01"), numbered(q.TDE), P1="SalesDB"))
     assert rs.rows == []
 
 
@@ -535,6 +474,74 @@ def test_identity_functions_and_globals() -> None:
     assert spid >= 51
     assert now.tzinfo is None
     assert abs((now - dt.datetime.now()).total_seconds()) < 60
+
+
+def test_db_name_and_db_id_of_a_column_are_evaluated_row_by_row() -> None:
+    """DB_NAME(database_id) over many rows names each row's database, as a join to sys.databases does: the
+    lookup's own columns must not capture the argument (it once compared database_id with itself)."""
+    session = login()
+    by_function = result(
+        run(session, "SELECT DB_NAME(database_id) AS db, physical_name FROM sys.master_files ORDER BY physical_name")
+    )
+    by_join = result(
+        run(
+            session,
+            "SELECT d.name, f.physical_name FROM sys.master_files f JOIN sys.databases d "
+            "ON d.database_id = f.database_id ORDER BY f.physical_name",
+        )
+    )
+    assert shape(by_function)[0] == ("db", NV, 128)
+    assert len({row[0] for row in by_function.rows}) > 1
+    assert by_function.rows == by_join.rows
+    ids = result(run(session, "SELECT name, DB_ID(name) AS id, database_id FROM sys.databases"))
+    assert len(ids.rows) == 6
+    assert all(row[1] == row[2] for row in ids.rows), ids.rows
+
+
+def test_db_id_and_db_name_of_the_current_database_keep_its_case() -> None:
+    """DB_ID() and DB_NAME() in a mixed-case database answer its id and its name as written; names compare
+    case-insensitively, as under SQL_Latin1_General_CP1_CI_AS."""
+    rs = result(run(login(database="SalesDB"), "SELECT DB_ID() AS i, DB_NAME() AS n, DB_ID(N'salesdb') AS ci"))
+    assert rs.rows == [(5, "SalesDB", 5)]
+
+
+def test_role_membership_functions_of_a_column_are_evaluated_row_by_row() -> None:
+    """IS_SRVROLEMEMBER('sysadmin', name) per login agrees with sys.server_role_members, whether the argument
+    is written bare or qualified with an alias the lookup also used (l.name)."""
+    session = login()
+    members = result(
+        run(
+            session,
+            "SELECT l.name FROM sys.server_role_members m "
+            "JOIN sys.server_principals r ON r.principal_id = m.role_principal_id "
+            "JOIN sys.server_principals l ON l.principal_id = m.member_principal_id WHERE r.name = 'sysadmin'",
+        )
+    )
+    expected = {name for (name,) in members.rows}
+    assert expected and "public" not in expected
+    for sql in (
+        "SELECT name, IS_SRVROLEMEMBER('sysadmin', name) FROM sys.server_principals",
+        "SELECT l.name, IS_SRVROLEMEMBER(N'SysAdmin', l.name) FROM sys.server_principals l",
+    ):
+        rows = result(run(session, sql)).rows
+        assert {name for name, flag in rows if flag == 1} == expected, sql
+        assert {flag for _, flag in rows} == {0, 1}, sql
+    users = result(
+        run(login(database="SalesDB"), "SELECT name, IS_ROLEMEMBER('db_owner', name) FROM sys.database_principals")
+    ).rows
+    assert dict(users)["dbo"] == 1
+    assert dict(users)["guest"] == 0
+
+
+def test_schema_name_is_t_sqls_not_duckdbs_current_schema() -> None:
+    """SCHEMA_NAME() is the caller's default schema and SCHEMA_NAME(id) the schema with that id, per row."""
+    session = login(database="SalesDB")
+    rs = result(run(session, "SELECT SCHEMA_NAME() AS s, SCHEMA_NAME(4) AS sys_schema, SCHEMA_NAME(99) AS none"))
+    assert shape(rs)[0] == ("s", NV, 128)
+    assert rs.rows == [("dbo", "sys", None)]
+    per_row = result(run(session, "SELECT name, SCHEMA_NAME(principal_id) FROM sys.database_principals"))
+    by_name = dict(per_row.rows)
+    assert (by_name["dbo"], by_name["guest"], by_name["sys"], by_name["public"]) == ("dbo", "guest", "sys", None)
 
 
 def test_object_id_sees_link_procedures_only_on_link_builds() -> None:

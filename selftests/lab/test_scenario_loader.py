@@ -9,14 +9,17 @@ import pytest
 
 from linkgate.catalog import declared_ids
 from linkgate.lab.engine import SimulatedInstance
+from linkgate.lab.hosts import MSSQL_CONF_WRITTEN, HostsSpecError, load_hosts
 from linkgate.lab.scenario import SCENARIO_DIR, ScenarioError, list_scenarios, load_scenario
 from selftests.lab.engine_fixtures import PASSWORD, lab_password, login, result, run, scenario, write_overlay
 
 PREREQUISITE_IDS = declared_ids(Path(__file__).resolve().parents[2] / "tests")
-# Checks the lab cannot fail for real: Windows hosts (tested on recorded WinRM output), and the physical
-# sector size, which is the machine's own disk.
-NO_LAB_SCENARIO = {"host-windows-services", "host-windows-startup-params", "host-windows-os-edition",
-                   "host-log-sector-size"}
+# Checks the lab cannot fail for real: Windows hosts (tested on recorded WinRM output in
+# selftests/unit/test_probes_host.py), the SSMS client (a Windows machine too), and the physical sector
+# size, which is the machine's own disk.
+NO_LAB_SCENARIO = {"host-windows-services", "host-windows-agent-service", "host-windows-startup-params",
+                   "host-windows-hadr-enabled", "host-windows-os-edition", "host-windows-failover-clustering",
+                   "client-ssms-version", "host-log-sector-size"}
 
 
 def test_healthy_is_listed_and_names_are_kebab_case() -> None:
@@ -47,6 +50,12 @@ def test_healthy_expects_nothing_and_every_prerequisite_has_a_failing_scenario()
     assert scenario().expect == ()
     covered = {i for n in list_scenarios() for i in scenario(n).expect}
     assert PREREQUISITE_IDS - covered - NO_LAB_SCENARIO == set()
+
+
+def test_the_no_lab_list_names_only_prerequisites_that_have_no_scenario() -> None:
+    covered = {i for n in list_scenarios() for i in scenario(n).expect}
+    assert NO_LAB_SCENARIO <= PREREQUISITE_IDS, f"not prerequisites: {NO_LAB_SCENARIO - PREREQUISITE_IDS}"
+    assert not NO_LAB_SCENARIO & covered, f"these have a scenario now: {NO_LAB_SCENARIO & covered}"
 
 
 def test_overlay_merges_deeply_and_lists_replace(tmp_path: Path) -> None:
@@ -201,3 +210,27 @@ instances:
 def test_bundled_scenarios_live_next_to_the_module() -> None:
     assert (SCENARIO_DIR / "healthy.yaml").is_file()
     assert login().database == "master"
+
+
+def test_mssql_conf_predates_the_start_in_healthy_and_postdates_it_where_a_restart_is_pending() -> None:
+    # The gate compares the file's mtime with sqlserver_start_time, both local times of the lab's machine.
+    def conf_and_start(name: str) -> tuple[dt.datetime, dt.datetime]:
+        loaded = scenario(name)
+        start = loaded.instances["sql01"].start_time
+        assert start is not None
+        return load_hosts(dict(loaded.hosts)).machines["sql01"].mssql_conf_modified, start
+
+    written, started = conf_and_start("healthy")
+    assert written == MSSQL_CONF_WRITTEN < started
+    written, started = conf_and_start("host-mssql-conf-restart-pending")
+    assert written > started
+
+
+def test_mssql_conf_modified_is_a_local_time() -> None:
+    raw = dict(scenario().hosts)
+    raw["machines"] = {"sql01": {**raw["machines"]["sql01"], "mssql_conf_modified": "yesterday"}}
+    with pytest.raises(HostsSpecError, match=r"hosts\.machines\.sql01\.mssql_conf_modified: expected a local date"):
+        load_hosts(raw)
+    raw["machines"]["sql01"]["mssql_conf_modified"] = dt.datetime(2025, 11, 3, 7, 0, tzinfo=dt.UTC)
+    with pytest.raises(HostsSpecError, match="no zone"):
+        load_hosts(raw)

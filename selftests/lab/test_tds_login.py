@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +13,7 @@ import pyodbc
 import pytest
 
 from linkgate.drivers import EncryptMode, OdbcDriver, connection_string
+from linkgate.lab.certs import write_self_signed
 from linkgate.lab.results import Column, ResultSet, SqlType
 from linkgate.lab.tds import LabSqlServer
 from linkgate.lab.tds.login import decode_password
@@ -49,6 +53,44 @@ def test_driver18_rejects_the_self_signed_certificate_unless_trusted(serve: Call
         served.connect(msodbc18, encrypt="mandatory", trust=False)
     assert sqlstate(caught.value) == "08001"
     assert "certificate verify failed" in str(caught.value)
+
+
+# Driver 18 on Linux verifies with OpenSSL's default store, which SSL_CERT_FILE replaces for one process (measured:
+# `ServerCertificate=` only pins in Encrypt=strict; with Encrypt=yes it changes nothing). It matches the name against
+# DNS names only, not the certificate's IP address: SERVER=127.0.0.1 needs HostNameInCertificate=localhost.
+CONNECT_WITH_STORE = """
+import sys, pyodbc
+try:
+    print(pyodbc.connect(sys.stdin.read(), timeout=5).cursor().execute("select 1").fetchone()[0])
+except pyodbc.Error as e:
+    print(e.args[0]); print(e.args[1])
+"""
+
+
+@pytest.mark.parametrize(("trusted", "name", "expected"), [
+    ("lab", "localhost", ["1"]),
+    ("other", "localhost", ["08001", "certificate verify failed:self-signed certificate"]),
+    ("lab", None, ["08001", "certificate verify failed:subject name does not match host name"]),
+])
+def test_driver18_verifies_the_certificate_against_a_ca_it_is_given(
+        serve: Callable[..., Served], msodbc18: OdbcDriver, tmp_path: Path, trusted: str, name: str | None,
+        expected: list[str]) -> None:
+    """Encrypt=yes;TrustServerCertificate=no, as production runs: the lab's certificate, trusted as a CA through the
+    driver's OpenSSL store, lets the login through; another CA's store, or a name it does not carry, stops it."""
+    served = serve(ONE)
+    ca = served.certificate if trusted == "lab" else write_self_signed(tmp_path / "other")[0]
+    text = connection_string(msodbc18, served.host, served.port, user=USER, password=PASSWORD, encrypt="mandatory",
+                             trust_server_certificate=False, app_name=served.app_name,
+                             extra={"HostNameInCertificate": name} if name else None)
+    (tmp_path / "empty").mkdir()
+    done = subprocess.run([sys.executable, "-c", CONNECT_WITH_STORE], input=text, capture_output=True, text=True,
+                          env={**os.environ, "SSL_CERT_FILE": str(ca), "SSL_CERT_DIR": str(tmp_path / "empty")},
+                          timeout=60, check=True)
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == expected[0], done.stdout
+    assert expected[-1] in lines[-1]
+    if lines == ["1"]:
+        assert served.server.stats(served.backend.name).encryption == {"full": 1}
 
 
 def test_driver18_requires_encryption_that_a_server_without_certificate_cannot_give(msodbc18: OdbcDriver) -> None:

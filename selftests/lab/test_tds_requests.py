@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import socket
 import struct
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +15,7 @@ from typing import Any
 import pyodbc
 import pytest
 
-from linkgate.drivers import OdbcDriver
+from linkgate.drivers import OdbcDriver, connection_string
 from linkgate.lab.results import Column, Message, Outcome, ResultSet, RowCount, SqlError, SqlType
 from linkgate.lab.tds.procs import SP_EXECUTE, SP_EXECUTESQL, SP_PREPARE, Procedures, bind, declared_names
 from linkgate.lab.tds.requests import RpcCall, RpcParam
@@ -219,3 +221,94 @@ def test_sp_prepare_sp_execute_and_sp_executesql_by_id() -> None:
     tokens = out.finish()
     assert bytes([Token.RETURNVALUE]) + struct.pack("<H", 0) + b_varchar("@h") in tokens
     assert "Could not find prepared statement with handle 999.".encode("utf-16-le") in tokens
+
+
+class Relay:
+    """A loopback TCP relay between a driver and the lab that keeps every byte each way, to read the real packets."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sent = bytearray()  # client → server
+        self.received = bytearray()  # server → client
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        client, _ = self.listener.accept()
+        server = socket.create_connection(self.upstream)
+        pumps = [threading.Thread(target=self._pump, args=(client, server, self.sent)),
+                 threading.Thread(target=self._pump, args=(server, client, self.received))]
+        for pump in pumps:
+            pump.start()
+        for pump in pumps:
+            pump.join()
+        client.close()
+        server.close()
+        self.listener.close()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket, record: bytearray) -> None:
+        while data := source.recv(65536):
+            record += data
+            sink.sendall(data)
+        sink.shutdown(socket.SHUT_WR)
+
+    def join(self) -> None:
+        self.thread.join(timeout=10)
+        assert not self.thread.is_alive(), "the relay did not see both sides close"
+
+
+def tds_messages(stream: bytes) -> list[tuple[int, bytes]]:
+    """(packet type, payload) of each message of an unencrypted TDS stream, packets joined up to EOM."""
+    messages: list[tuple[int, bytes]] = []
+    payload, at = b"", 0
+    while at < len(stream):
+        kind, status, length = struct.unpack_from(">BBH", stream, at)
+        payload += stream[at + 8 : at + length]
+        at += length
+        if status & 0x01:
+            messages.append((kind, payload))
+            payload = b""
+    return messages
+
+
+def test_freetds_unprepares_each_prepared_statement_and_the_server_answers(serve: Callable[..., Served],
+                                                                           freetds: OdbcDriver) -> None:
+    """FreeTDS follows every sp_prepexec with sp_unprepare (ProcID 15) of the handle it was given: read on the wire
+    (Encryption=off, so a relay sees plain TDS), it arrives, names handle 1 and is answered RETURNSTATUS 0, DONEPROC."""
+    sql = "select ok from t where a = ?"
+    served = serve({_placeholders(sql): OK})
+    relay = Relay((served.host, served.port))
+    text = connection_string(freetds, "127.0.0.1", relay.port, user=USER, password=PASSWORD, encrypt="off",
+                             app_name=served.app_name)
+    cnxn = pyodbc.connect(text, autocommit=True, timeout=5)
+    cursor = cnxn.cursor()
+    assert cursor.execute(sql, 1).fetchall()[0][0] == 1
+    cursor.close()
+    assert cnxn.cursor().execute(sql, 2).fetchall()[0][0] == 1  # the connection goes on after the unprepare
+    cnxn.close()  # (pyodbc's `with` does not close): the relay's record is complete once both sides have closed
+    relay.join()
+    requests, responses = tds_messages(bytes(relay.sent)), tds_messages(bytes(relay.received))
+    assert [k for k, _ in requests][:2] == [0x12, 0x10]  # PRELOGIN, LOGIN7: nothing was encrypted
+    assert len(requests) == len(responses)  # one answer per request, in order
+    calls = [(body, responses[i][1]) for i, (kind, body) in enumerate(requests) if kind == 0x03]
+    proc_ids = [struct.unpack_from("<HH", body, struct.unpack_from("<I", body)[0]) for body, _ in calls]
+    assert {ids[0] for ids in proc_ids} == {0xFFFF}  # system procedures called by id, not by name
+    unprepares = [(body, answer) for (body, answer), ids in zip(calls, proc_ids, strict=True) if ids == (0xFFFF, 15)]
+    assert [ids[1] for ids in proc_ids] == [13, 15, 13, 15]  # each execution is prepared, then unprepared
+    assert [_handle_of(body) for body, _ in unprepares] == [1, 2]  # the handles sp_prepexec returned, in turn
+    for _, answer in unprepares:
+        assert answer.startswith(bytes([Token.RETURNSTATUS]) + struct.pack("<i", 0))
+        assert answer[-13] == Token.DONEPROC
+        assert struct.unpack_from("<H", answer, len(answer) - 12)[0] & 0x02 == 0  # DONE_ERROR not set
+
+
+def _handle_of(body: bytes) -> int:
+    """The @handle of an sp_unprepare RPC: after ALL_HEADERS, the ProcID switch and id and the option flags come
+    the parameter's name (B_VARCHAR), its status byte, INTN(4) and the value."""
+    at = struct.unpack_from("<I", body)[0] + 6
+    at += 1 + 2 * body[at] + 1
+    assert body[at : at + 3] == bytes([0x26, 4, 4])
+    return int(struct.unpack_from("<i", body, at + 3)[0])

@@ -7,15 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from linkgate.applicability import decided_before_facts
+from linkgate.applicability import FactsContext, decided_before_facts
 from linkgate.catalog import Prereq, Severity
 from linkgate.conditions import ACTIVE_PROBES, ALWAYS, MI_TO_SQL, SQL_TO_MI, Condition, fact_holds, host_os_is
 from linkgate.environment import load_environment
 from linkgate.gate import Gate, Options
 from linkgate.gather import FactsCache
+from linkgate.probes.facts import EvidenceRecorder
 from linkgate.redaction import Redactor
 from linkgate.targets import Kind, targets_for
-from selftests.unit.test_environment import VALID, write
+from selftests.unit.test_environment import CLIENT_HOST, VALID, write
 
 
 def prereq(applies: Condition) -> Prereq:
@@ -54,3 +55,18 @@ def test_what_needs_facts_or_applies_is_left_to_the_run(gate: Gate) -> None:
                                 server) is None
     assert decided_before_facts(gate, prereq(SQL_TO_MI & fact_holds("x", "sql.major", bool)), server) is None
     assert gate.cache._futures == {}, "nothing was read from any target"
+
+
+def test_the_client_check_applies_only_when_client_host_is_declared(tmp_path: Path, gate: Gate) -> None:
+    (client,) = targets_for(gate.environment, Kind.CLIENT)
+    assert decided_before_facts(gate, prereq(ALWAYS), client) == (
+        "applies only when the environment declares client_host (the machine that runs SSMS)")
+    env = load_environment(write(tmp_path, VALID + CLIENT_HOST))
+    declared = Gate(env, Options(tmp_path, fail_on_recommended=False, active_probes=False, today=dt.date(2026, 1, 1)),
+                    FactsCache(env), Redactor(), is_controller=True)
+    (client,) = targets_for(env, Kind.CLIENT)
+    assert decided_before_facts(declared, prereq(ALWAYS), client) is None
+    # The client has no facts for conditions: a fact-based condition on it is a gate bug, said as such at run time.
+    with pytest.raises(KeyError, match="the client machine has no facts"):
+        FactsContext(declared, client, EvidenceRecorder()).fact("sql.major")
+    assert declared.cache._futures == {}, "nothing was read from any target"

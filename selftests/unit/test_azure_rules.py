@@ -14,6 +14,7 @@ from linkgate.azure_rules import (
     DatabaseFormat,
     action_matches,
     address_overlaps,
+    failback_possible,
     failover_groups_with,
     mi_subnet_flows,
     missing_actions,
@@ -121,6 +122,22 @@ def test_update_policy_must_agree_with_tsql_and_be_known() -> None:
     assert update_policy(None, Direction.SQL_TO_MI, 16).ok is None
     assert update_policy("SQLServer2030", Direction.SQL_TO_MI, 16).ok is None
     assert DatabaseFormat.parse("alwaysuptodate").product_update_type == "Continuous"
+
+
+@pytest.mark.parametrize(
+    ("policy", "ok"),
+    [("AlwaysUpToDate", False), ("alwaysuptodate", False), ("SQLServer2022", True), ("SqlServer2025", True)],
+)
+def test_failback_is_impossible_only_from_always_up_to_date(policy: str, ok: bool) -> None:
+    decision = failback_possible(policy)
+    assert decision.ok is ok
+    if not ok:
+        assert "can't be replicated, or failed back, to SQL Server" in decision.reason
+
+
+def test_failback_is_undecided_without_a_known_policy() -> None:
+    assert failback_possible(None).ok is None
+    assert failback_possible("SQLServer2030").ok is None
 
 
 # --- ARM-03, 04, 07, 09 ----------------------------------------------------------------------------------------

@@ -133,3 +133,58 @@ def test_shipped_environments_are_valid(project_root: Path, monkeypatch: pytest.
     for name in ("demo", "example"):
         env = load_environment(project_root / "environments" / f"{name}.yaml")
         assert env.sql_servers
+
+
+CLIENT_HOST = """\
+client_host:
+  backend: winrm
+  address: dba-ws01.corp.example.com
+  user: CORP\\linkgate
+  password_env: LG_TEST_PW
+"""
+
+
+def test_client_host_is_optional_and_typed_like_a_sql_host(tmp_path: Path) -> None:
+    assert load_environment(write(tmp_path, VALID)).client_host is None
+    env = load_environment(write(tmp_path, VALID + CLIENT_HOST))
+    assert env.client_host is not None
+    assert (env.client_host.backend, env.client_host.address, env.client_host.user) == (
+        "winrm",
+        "dba-ws01.corp.example.com",
+        "CORP\\linkgate",
+    )
+    assert env.client_host.testinfra_spec() == "winrm://CORP\\linkgate@dba-ws01.corp.example.com"
+    assert env.secrets() == ["s3cret-value"]  # its password is redacted like the others
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            "  backend: winrm\n",
+            "  backend: rdp\n",
+            "prod.yaml:24: client_host.backend: expected one of ssh, paramiko, winrm, local, got 'rdp'",
+        ),
+        (
+            "  address: dba-ws01.corp.example.com\n",
+            "  adress: dba-ws01.corp.example.com\n",
+            "prod.yaml:25: client_host.adress: unknown key (did you mean 'address'?)",
+        ),
+        ("  address: dba-ws01.corp.example.com\n", "", "client_host.address: required with backend winrm"),
+        (
+            "  password_env: LG_TEST_PW\n",
+            "  password_env: LG_NOT_SET\n",
+            "client_host.password_env: environment variable LG_NOT_SET is not set",
+        ),
+    ],
+)
+def test_client_host_mistakes_name_file_line_and_key(tmp_path: Path, old: str, new: str, expected: str) -> None:
+    assert old in CLIENT_HOST
+    with pytest.raises(EnvironmentFileError) as e:
+        load_environment(write(tmp_path, VALID + CLIENT_HOST.replace(old, new, 1)))
+    assert expected in str(e.value)
+
+
+def test_client_host_must_be_a_mapping(tmp_path: Path) -> None:
+    with pytest.raises(EnvironmentFileError, match=r"prod\.yaml:23: client_host: expected a mapping"):
+        load_environment(write(tmp_path, VALID + "client_host: dba-ws01\n"))

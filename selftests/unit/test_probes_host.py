@@ -5,39 +5,69 @@ run against lab machines in selftests/lab/test_hosts_probes.py, and against this
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import importlib.util
 import ipaddress
 import re
 import socket
+import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import testinfra
 
-from linkgate.environment import Auth, Connection, Encrypt, HostOS, HostSpec, SqlServer
+from linkgate.catalog import Prereq
+from linkgate.environment import Auth, Connection, Encrypt, HostOS, HostSpec, SqlServer, load_environment
 from linkgate.firewall.flows import Flow, Verdict
 from linkgate.firewall.windows import CMD_EXE_LIMIT, FIREWALL_SCRIPT, encoded_command, evaluate_windows
-from linkgate.probes.facts import TargetUnreachable
+from linkgate.gate import Gate, Options
+from linkgate.gather import FactsCache
+from linkgate.outcomes import remediation_values
+from linkgate.probes.facts import EvidenceRecorder, Fact, FactUnavailable, TargetUnreachable
 from linkgate.probes.host import (
+    CLUSTER_SCRIPT,
     NETWORKS_SCRIPT,
     OS_SCRIPT,
+    SSMS_SCRIPT,
+    Deferred,
     KnownHostsParamikoBackend,
     Shell,
+    SqlHost,
     instance_services,
     open_host,
+    parse_cluster,
     parse_mssql_conf,
     parse_networks,
     parse_os,
     parse_sector,
     parse_services,
+    parse_ssms,
     parse_startup,
+    read_client_host,
+    read_local_epoch,
     read_sql_host,
     read_windows_host,
     sector_script,
     services_script,
     startup_script,
 )
-from linkgate.probes.net import TcpConnect, azure_endpoints, diagnose, overlaps, read_resolution, read_tcp
+from linkgate.probes.net import (
+    HostNetwork,
+    TcpConnect,
+    azure_endpoints,
+    diagnose,
+    overlaps,
+    read_resolution,
+    read_tcp,
+)
+from linkgate.redaction import Redactor
+from linkgate.targets import Kind, targets_for
+from linkgate.views import ClientHostView, SqlHostView
+from selftests.unit.test_environment import VALID, write
 
 WINDOWS = Path(__file__).parent / "data" / "windows"
 
@@ -83,6 +113,21 @@ def test_mssql_conf_defaults_and_spellings(text: str, hadr: bool, agent: bool) -
     assert (conf.hadr_enabled, conf.agent_enabled, conf.trace_flags) == (hadr, agent, frozenset())
 
 
+def test_mssql_conf_differences_name_both_sides() -> None:
+    conf = parse_mssql_conf("[hadr]\nhadrenabled = 1\n[traceflag]\ntraceflag0 = 1800\ntraceflag1 = 9567\n")
+    assert conf.differences(hadr_enabled=True, trace_flags=frozenset({1800, 9567}), agent_running=False) == ()
+    assert conf.differences(hadr_enabled=False, trace_flags=frozenset({1800}), agent_running=True) == (
+        "hadr.hadrenabled is 1 but SQL Server runs with IsHadrEnabled = 0",
+        "[traceflag] lists trace flags 1800 9567 but SQL Server runs trace flags 1800",
+        "sqlagent.enabled is not set but SQL Server Agent is running",
+    )
+    # What SQL Server did not say is not compared; an empty [traceflag] is named as such.
+    bare = parse_mssql_conf("[sqlagent]\nenabled = true\n")
+    assert bare.differences(hadr_enabled=None, trace_flags=frozenset({3226}), agent_running=None) == (
+        "[traceflag] lists no trace flags but SQL Server runs trace flags 3226",
+    )
+
+
 def test_mssql_conf_syntax_error_names_the_file() -> None:
     with pytest.raises(ValueError, match=r"mssql\.conf is not valid INI: File contains no section headers.*line: 1"):
         parse_mssql_conf("hadrenabled = 1\n")
@@ -100,6 +145,8 @@ def test_mssql_conf_syntax_error_names_the_file() -> None:
         NETWORKS_SCRIPT,
         sector_script("L:\\log\\SalesDB_log.ldf"),
         FIREWALL_SCRIPT,
+        CLUSTER_SCRIPT,
+        SSMS_SCRIPT,
     ],
 )
 def test_every_script_travels_as_one_cmd_exe_line(script: str) -> None:
@@ -234,7 +281,358 @@ def test_garbage_instead_of_json_is_a_fact_error_not_a_crash() -> None:
     assert facts.os.error.startswith("PowerShell did not answer in JSON")
 
 
+# --- HOST-W-06: the failover cluster (SQL Server 2016) ----------------------------------------------
+
+
+def test_cluster_script_reads_the_feature_then_the_nodes() -> None:
+    assert "(Get-WindowsFeature -Name Failover-Clustering).Installed" in CLUSTER_SCRIPT
+    assert "Get-ClusterNode | Select-Object Name, @{n='State';e={[string]$_.State}}" in CLUSTER_SCRIPT
+    # Get-ClusterNode runs only where the feature and its module are, and its error is kept, not fatal
+    assert "if ($feature -and $module) { try {" in CLUSTER_SCRIPT
+
+
+def test_cluster_single_node_up() -> None:
+    cluster = parse_cluster(sample("cluster-single-node-up.json"))
+    assert cluster.feature_installed is True
+    assert cluster.local_node is not None
+    assert (cluster.local_node.name, cluster.local_node.state) == ("SQL16A", "Up")
+    assert cluster.error is None
+
+
+def test_cluster_local_node_found_among_others_in_the_ps51_array_shape() -> None:
+    cluster = parse_cluster(sample("cluster-local-node-paused.json"))
+    assert [n.name for n in cluster.nodes] == ["sql16a", "SQL16B"]
+    assert cluster.local_node is not None
+    assert cluster.local_node.state == "Paused"  # matched case-insensitively, not the other node's Up
+
+
+def test_cluster_missing_feature_and_missing_cluster() -> None:
+    missing = parse_cluster(sample("cluster-feature-missing.json"))
+    assert (missing.feature_installed, missing.nodes, missing.local_node) == (False, (), None)
+    none = parse_cluster(sample("cluster-no-cluster.json"))
+    assert none.feature_installed is True
+    assert none.local_node is None
+    assert none.error is not None
+    assert none.error.startswith("The cluster service is not running. Make sure")  # whitespace folded to one line
+    no_windows_feature = parse_cluster('{"feature_installed":null,"cluster_module":false,"computer":"PC1"}')
+    assert no_windows_feature.feature_installed is None
+
+
+def test_cluster_without_its_powershell_module_is_unreadable_not_failed() -> None:
+    with pytest.raises(ValueError, match="RSAT-Clustering-PowerShell"):
+        parse_cluster(sample("cluster-no-module.json"))
+
+
+def test_cluster_is_read_only_when_first_asked_and_once() -> None:
+    host = RecordedWindowsHost({CLUSTER_SCRIPT: sample("cluster-single-node-up.json")})
+    facts = read_windows_host(host, "sql16")
+    assert CLUSTER_SCRIPT not in host.scripts
+    first = facts.cluster()
+    assert facts.cluster() is first
+    assert host.scripts.count(CLUSTER_SCRIPT) == 1
+    assert first.get().local_node is not None
+    assert first.evidence[0].command.endswith(CLUSTER_SCRIPT)
+
+
+def test_deferred_reads_once_under_concurrent_first_use() -> None:
+    calls: list[int] = []
+    started = threading.Barrier(8)
+
+    def read() -> Fact[int]:
+        calls.append(1)
+        return Fact("n", "t", (), 42)
+
+    deferred = Deferred(read)
+    results: list[Fact[int]] = []
+
+    def ask() -> None:
+        started.wait()
+        results.append(deferred())
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert {id(r) for r in results} == {id(results[0])}
+
+
+# --- the Windows checks of tests/host, run on the recorded answers ------------------------------------
+
+
+def _gate_module(relative: str) -> Any:
+    """One module of the gate's tests/, imported under the name linkgate.docs.load_catalog gives it (so it is
+    registered once), without importing the others."""
+    path = Path(__file__).resolve().parents[2] / "tests" / relative
+    name = "linkgate_gate_" + "_".join(Path(relative).with_suffix("").parts)
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+windows_checks: Any = _gate_module("host/test_windows.py")
+
+
+def windows_view(instance: str, answers: dict[str, str]) -> tuple[SqlHostView, EvidenceRecorder]:
+    """A SqlHostView over a Windows host that answers with the kept samples, as the gate builds it."""
+    connection = Connection("198.18.1.20", 1433, Auth.SQL, "u", None, "auto", Encrypt.MANDATORY, True, None, None)
+    server = SqlServer("sql02", connection, instance, HostOS.WINDOWS, 5022, None, ("SalesDB",), None)
+    shell = Shell(RecordedWindowsHost(answers), "sql02")
+    facts = read_windows_host(shell.host, "sql02", instance=instance)
+    recorder = EvidenceRecorder()
+    host = SqlHost("sql02", HostOS.WINDOWS, shell, None, facts)
+    return SqlHostView(server, host, HostNetwork(shell, windows=True), recorder), recorder
+
+
+def prereq_of_check(name: str) -> Prereq:
+    marker = getattr(windows_checks, name).pytestmark[0]
+    prereq: Prereq = marker.args[0]
+    return prereq
+
+
+def failure(check: str, view: SqlHostView) -> str:
+    with pytest.raises(AssertionError) as caught:
+        getattr(windows_checks, check)(view)
+    return str(caught.value).split("\nassert ")[0]
+
+
+@pytest.mark.parametrize(
+    ("sample_name", "message"),
+    [
+        ("cluster-single-node-up.json", None),
+        ("cluster-feature-missing.json", "Get-WindowsFeature: the Failover-Clustering feature is not installed"),
+        ("cluster-no-cluster.json", "SQL16A is not a cluster node (The cluster service is not running. Make sure"),
+        ("cluster-local-node-paused.json", "cluster node sql16a is Paused, not Up"),
+    ],
+)
+def test_failover_clustering_check(sample_name: str, message: str | None) -> None:
+    view, recorder = windows_view("MSSQLSERVER", {CLUSTER_SCRIPT: sample(sample_name)})
+    if message is None:
+        windows_checks.test_host_windows_failover_clustering(view)
+    else:
+        assert failure("test_host_windows_failover_clustering", view).startswith(message)
+    assert [e.command.endswith(CLUSTER_SCRIPT) for e in recorder.items] == [True]  # the evidence it decided on
+
+
+def test_failover_clustering_unreadable_is_an_error_with_evidence() -> None:
+    view, recorder = windows_view("MSSQLSERVER", {CLUSTER_SCRIPT: sample("cluster-no-module.json")})
+    with pytest.raises(FactUnavailable, match=r"could not read the failover cluster from sql02: .*RSAT-Clustering"):
+        windows_checks.test_host_windows_failover_clustering(view)
+    assert '"cluster_module":false' in recorder.items[0].result  # what the host answered is shown
+
+
+def test_failover_clustering_applies_to_sql_server_2016_on_windows_only() -> None:
+    prereq = prereq_of_check("test_host_windows_failover_clustering")
+    assert (prereq.id, prereq.severity.value, prereq.spec) == (
+        "host-windows-failover-clustering",
+        "required",
+        "HOST-W-06",
+    )
+    assert prereq.applies.description == "SQL Server runs on Windows and SQL Server is 2016 (major version 13)"
+
+    @dataclass
+    class Context:
+        host_os: str
+        major: int
+
+        @property
+        def target(self) -> Any:
+            return self
+
+        def fact(self, name: str) -> object:
+            assert name == "sql.major"
+            return self.major
+
+    holds = prereq.applies.holds
+    assert holds(Context("windows", 13))  # type: ignore[arg-type]  # the Context protocol's two members used
+    assert not holds(Context("windows", 16))  # type: ignore[arg-type]
+    assert not holds(Context("linux", 13))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("instance", "sample_name", "message"),
+    [
+        ("SALES", "services-named-running.json", None),
+        ("MSSQLSERVER", "services-default.json", "SQLSERVERAGENT is Stopped (start type Manual)"),
+        ("SALES", "services-named-engine-only.json", "Get-Service finds no SQLAgent$SALES service"),
+    ],
+)
+def test_agent_service_check(instance: str, sample_name: str, message: str | None) -> None:
+    view, _ = windows_view(instance, {services_script(instance): sample(sample_name)})
+    if message is None:
+        windows_checks.test_host_windows_agent_service(view)
+    else:
+        assert failure("test_host_windows_agent_service", view).startswith(message)
+
+
+def test_service_remediations_name_the_named_instances_services() -> None:
+    engine = prereq_of_check("test_host_windows_services")
+    named = engine.remediation_for(server="sql02", instance="SALES")
+    assert "else { 'MSSQL$SALES' }; Set-Service -Name $name -StartupType Automatic; Start-Service -Name $name" in named
+    assert "Set-Service -Name 'SALES'" not in named  # the instance name is not a service name
+    default = engine.remediation_for(server="sql02", instance="MSSQLSERVER")
+    assert "if ('MSSQLSERVER' -eq 'MSSQLSERVER') { 'MSSQLSERVER' }" in default
+    agent = prereq_of_check("test_host_windows_agent_service")
+    assert agent.severity.value == "recommended"
+    assert agent.remediation_for(server="sql02", agent_service="SQLAgent$SALES").endswith(
+        "Set-Service -Name 'SQLAgent$SALES' -StartupType Automatic; Start-Service -Name 'SQLAgent$SALES'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("instance", "engine", "agent"),
+    [("SALES", "MSSQL$SALES", "SQLAgent$SALES"), ("mssqlserver", "MSSQLSERVER", "SQLSERVERAGENT")],
+)
+def test_remediation_values_name_the_instances_services(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, instance: str, engine: str, agent: str
+) -> None:
+    monkeypatch.setenv("LG_TEST_PW", "s3cret-value")
+    text = VALID.replace("    host_os: linux\n", f"    host_os: windows\n    instance: {instance}\n")
+    env = load_environment(write(tmp_path, text))
+    gate = Gate(env, Options(tmp_path, fail_on_recommended=False, active_probes=False, today=dt.date(2026, 1, 1)),
+                FactsCache(env), Redactor(), is_controller=True)
+    (target,) = targets_for(env, Kind.HOST)
+    values = remediation_values(gate, target)
+    assert (values["engine_service"], values["agent_service"]) == (engine, agent)
+    assert "engine_service" not in remediation_values(gate, targets_for(env, Kind.CLIENT)[0])  # no server there
+
+
+def test_engine_service_check_names_the_missing_named_service() -> None:
+    view, _ = windows_view("SALES", {services_script("SALES"): ""})
+    assert failure("test_host_windows_services", view) == "Get-Service finds no MSSQL$SALES service"
+
+
+@pytest.mark.parametrize(
+    ("sample_name", "message"),
+    [
+        ("startup-default.json", None),
+        (
+            "startup-hadr-off.json",
+            "HKLM:\\SOFTWARE\\Microsoft\\Microsoft SQL Server\\MSSQL13.SALES\\MSSQLServer\\HADR: HADR_Enabled is 0",
+        ),
+        (
+            "startup-no-flags.json",
+            "HKLM:\\SOFTWARE\\Microsoft\\Microsoft SQL Server\\MSSQL16.MSSQLSERVER\\MSSQLServer"
+            "\\HADR: HADR_Enabled is not set",
+        ),
+    ],
+)
+def test_hadr_registry_check(sample_name: str, message: str | None) -> None:
+    view, recorder = windows_view("MSSQLSERVER", {startup_script("MSSQLSERVER"): sample(sample_name)})
+    if message is None:
+        windows_checks.test_host_windows_hadr_enabled(view)
+    else:
+        assert failure("test_host_windows_hadr_enabled", view) == message
+    assert "HADR_Enabled" in recorder.items[0].command  # the registry read is the evidence
+    assert prereq_of_check("test_host_windows_hadr_enabled").severity.value == "recommended"
+
+
+# --- CLIENT-01: SSMS on the client machine ------------------------------------------------------------
+
+
+def test_ssms_script_reads_both_uninstall_keys_and_vswhere() -> None:
+    assert "'HKLM:\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\*'" in SSMS_SCRIPT
+    assert "'HKLM:\\SOFTWARE\\Wow6432Node\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\*'" in SSMS_SCRIPT
+    assert "$_.DisplayName -like 'Microsoft SQL Server Management Studio*'" in SSMS_SCRIPT
+    assert "-products Microsoft.VisualStudio.Product.SSMS -property installationVersion" in SSMS_SCRIPT
+    assert "if ($hasVswhere)" in SSMS_SCRIPT  # no vswhere (no SSMS 21+) is an answer, not an error
+
+
+@pytest.mark.parametrize(
+    ("sample_name", "newest", "supported"),
+    [
+        ("ssms-18.json", "18.12.1", False),  # DisplayVersion 15.0.18420.0 would say the same, for the wrong reason
+        ("ssms-18-and-19.json", "19.0.2", True),
+        ("ssms-21-vswhere.json", "21.4.8.0", True),
+        ("ssms-none.json", None, False),
+    ],
+)
+def test_ssms_versions(sample_name: str, newest: str | None, supported: bool) -> None:
+    inventory = parse_ssms(sample(sample_name))
+    assert inventory.computer == "DBA-WS01"
+    assert (inventory.newest.version_text if inventory.newest else None) == newest
+    assert inventory.supported is supported
+
+
+def test_ssms_release_number_comes_from_the_display_name_and_the_build_is_kept() -> None:
+    inventory = parse_ssms(sample("ssms-18-and-19.json"))
+    assert [(i.version_text, i.build) for i in inventory.installs] == [
+        ("18.12.1", "15.0.18420.0"),
+        ("19.0.2", "19.0.20209.0"),
+    ]
+    # an entry named without a release number falls back to its DisplayVersion; one with neither is left out
+    bare = parse_ssms(
+        '{"uninstall":[{"name":"Microsoft SQL Server Management Studio","version":"20.2.30.0"},'
+        '{"name":"Microsoft SQL Server Management Studio","version":""}],"vswhere":[],"computer":"WS"}'
+    )
+    assert [i.version_text for i in bare.installs] == ["20.2.30.0"]
+    assert bare.supported
+
+
+def test_read_client_host_one_call_with_evidence_and_the_view_records_it() -> None:
+    host = RecordedWindowsHost({SSMS_SCRIPT: sample("ssms-18.json")})
+    facts = read_client_host(host, "client")
+    assert host.scripts == [SSMS_SCRIPT]
+    recorder = EvidenceRecorder()
+    view = ClientHostView("client", facts, recorder)
+    assert not view.ssms.supported
+    assert recorder.items[0].command.endswith(SSMS_SCRIPT)
+    assert "Management Studio - 18.12.1" in recorder.items[0].result
+    denied = ClientHostView("client", read_client_host(RecordedWindowsHost({}), "client"), EvidenceRecorder())
+    with pytest.raises(FactUnavailable, match="could not read the installed SSMS from client: PowerShell failed"):
+        denied.ssms  # noqa: B018  # the property read is what raises
+
+
+client_checks: Any = _gate_module("client/test_client.py")
+
+
+@pytest.mark.parametrize(
+    ("sample_name", "message"),
+    [
+        ("ssms-18-and-19.json", None),
+        ("ssms-21-vswhere.json", None),
+        ("ssms-18.json", "DBA-WS01 has SSMS 18.12.1; the link needs SSMS 19.0 or later"),
+        ("ssms-none.json", "DBA-WS01 has no SSMS at all; the link needs SSMS 19.0 or later"),
+    ],
+)
+def test_ssms_version_check(sample_name: str, message: str | None) -> None:
+    recorder = EvidenceRecorder()
+    host = RecordedWindowsHost({SSMS_SCRIPT: sample(sample_name)})
+    view = ClientHostView("client_host", read_client_host(host, "client_host"), recorder)
+    if message is None:
+        client_checks.test_client_ssms_version(view)
+    else:
+        with pytest.raises(AssertionError) as caught:
+            client_checks.test_client_ssms_version(view)
+        assert str(caught.value).split("\nassert ")[0] == message
+    assert [e.command.endswith(SSMS_SCRIPT) for e in recorder.items] == [True]  # the evidence it decided on
+
+
+def test_ssms_version_prerequisite_metadata() -> None:
+    prereq: Prereq = client_checks.test_client_ssms_version.pytestmark[0].args[0]
+    metadata = (prereq.id, prereq.severity.value, prereq.spec, prereq.area)
+    assert metadata == ("client-ssms-version", "recommended", "CLIENT-01", "client")
+    assert prereq.docs == "https://learn.microsoft.com/sql/ssms/download-sql-server-management-studio-ssms"
+    assert prereq.remediation_for(target="client_host").startswith(
+        "On the machine that runs SSMS (client_host): install the latest SQL Server Management Studio (19.0 or later"
+    )
+
+
 # --- Linux readers on this machine (local://), loopback only ----------------------------------------
+
+
+def test_local_time_to_epoch_is_the_hosts_own_conversion() -> None:
+    shell = Shell(testinfra.get_host("local://"), "localhost")
+    when = dt.datetime(2025, 11, 3, 6, 12, 41, 117000)
+    epoch, evidence = read_local_epoch(shell, when)
+    assert epoch == int(time.mktime(when.replace(microsecond=0).timetuple()))  # this machine's zone, as the lab's
+    assert evidence[0].command == "date -d '2025-11-03 06:12:41' +%s"
 
 
 def test_resolution_and_tcp_from_the_local_host() -> None:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from linkgate.versions import mi_primary_supportability, parse_build, supportability
+from linkgate.versions import (
+    host_os_supportability,
+    is_evaluation,
+    mi_primary_supportability,
+    parse_build,
+    supportability,
+    windows_from_version_string,
+    windows_host_supportability,
+)
 
 
 @pytest.mark.parametrize(
@@ -59,3 +67,76 @@ def test_mi_as_primary(build: str, database_format: str | None, supported: bool)
 def test_parse_build_rejects_non_builds(text: str) -> None:
     with pytest.raises(ValueError, match="not a SQL Server build number"):
         parse_build(text)
+
+
+@pytest.mark.parametrize(
+    ("version_string", "expected"),
+    [
+        (
+            "Microsoft SQL Server 2016 (SP3) (KB5003279) - 13.0.6300.2 (X64) \n\tAug  7 2021 01:20:37 \n\t"
+            "Copyright (c) Microsoft Corporation\n\tEnterprise Edition (64-bit) on Windows Server 2016 Datacenter "
+            "10.0 <X64> (Build 14393: ) (Hypervisor)\n",
+            ("Windows Server 2016 Datacenter", "10.0"),
+        ),
+        (
+            "Microsoft SQL Server 2016 (SP3) - 13.0.7000.253 (X64) Standard Edition (64-bit) on Windows Server 2012 R2 "
+            "Standard 6.3 <X64> (Build 9600: )",
+            ("Windows Server 2012 R2 Standard", "6.3"),
+        ),
+        ("... Developer Edition (64-bit) on Windows 10 Pro 10.0 <X64> (Build 19045: )", ("Windows 10 Pro", "10.0")),
+        ("... Enterprise Edition (64-bit) on Windows NT 6.3 <X64> (Build 9600: )", ("Windows NT", "6.3")),
+        ("Microsoft SQL Server 2022 (RTM-CU14) ... Developer Edition (64-bit) on Linux (Ubuntu 22.04) <X64>", None),
+    ],
+)
+def test_windows_is_read_from_the_version_string(version_string: str, expected: tuple[str, str] | None) -> None:
+    assert windows_from_version_string(version_string) == expected
+
+
+@pytest.mark.parametrize(
+    ("product", "release", "supported"),
+    [
+        ("Windows Server 2012 Datacenter", "6.2", True),
+        ("Windows Server 2012 R2 Standard", "6.3", True),
+        ("Windows Server 2022 Datacenter", "10.0", True),
+        ("Windows Server Datacenter", "10.0", True),  # semi-annual channel: no year, NT 10.0
+        ("Windows Server 2008 R2 Enterprise", "6.1", False),
+        ("Windows Server Standard", "6.1", False),  # no year, NT 6.1 (2008 R2)
+        ("Windows Server Standard", "", False),  # neither a year nor a release: can't tell
+        ("Windows 10 Pro", "10.0", False),
+        ("Windows 11 Enterprise", "10.0", False),
+        ("Windows NT", "6.3", False),  # the old @@VERSION form doesn't say it is a server
+    ],
+)
+def test_windows_host_needs_windows_server_2012_or_later(product: str, release: str, supported: bool) -> None:
+    verdict = windows_host_supportability(product, release)
+    assert verdict.supported is supported, verdict.reason
+    assert product in verdict.reason
+
+
+@pytest.mark.parametrize(
+    ("major", "platform", "product", "supported"),
+    [
+        (16, "Linux", "Ubuntu", True),
+        (14, "Linux", "Red Hat Enterprise Linux", True),
+        (13, "Linux", "Ubuntu", False),  # 2016 links only from Windows Server
+        (13, "Windows", "Windows Server 2016 Datacenter", True),
+        (16, "Windows", "Windows 10 Pro", False),
+    ],
+)
+def test_host_os_per_version(major: int, platform: str, product: str, supported: bool) -> None:
+    assert host_os_supportability(major, platform, product, "10.0").supported is supported
+
+
+@pytest.mark.parametrize(
+    ("edition", "evaluation"),
+    [
+        ("Enterprise Evaluation Edition (64-bit)", True),
+        ("Enterprise Evaluation Edition: Core-based Licensing (64-bit)", True),
+        ("Enterprise Edition (64-bit)", False),
+        ("Enterprise Edition: Core-based Licensing (64-bit)", False),
+        ("Developer Edition (64-bit)", False),
+        ("Standard Edition (64-bit)", False),
+    ],
+)
+def test_evaluation_edition_is_recognised(edition: str, evaluation: bool) -> None:
+    assert is_evaluation(edition) is evaluation

@@ -1,7 +1,7 @@
 """Whether a prerequisite applies to a target: from the environment alone, or from the target's facts.
 
-Decided twice: at collection, where the environment alone may settle it (no host declared, the other
-link direction, active probes off) and the item is skipped before any fixture; and in the applicability
+Decided twice: at collection, where the environment alone may settle it (no host or client declared, the
+other link direction, active probes off) and the item is skipped before any fixture; and in the applicability
 fixture, with the facts, for the rest.
 """
 
@@ -28,6 +28,8 @@ class FactsContext:
         self._recorder = recorder
 
     def fact(self, name: str) -> object:
+        if self.target.kind is Kind.CLIENT:
+            raise KeyError(f"{name}: the client machine has no facts for conditions")
         if self.target.kind in (Kind.MANAGED_INSTANCE, Kind.MI_DATABASE):
             view_mi = ManagedInstanceView(self.target.server, self._gate.cache.managed_instance(), self._recorder)
             if name == "mi_database.encrypted":
@@ -61,6 +63,8 @@ class _EnvironmentOnly(FactsContext):
 
 def not_applicable_reason(gate: Gate, prereq: Prereq, target: Target, context: Context) -> str | None:
     """Why `prereq` does not apply to `target`, or None when it does (reading facts through `context`)."""
+    if target.kind is Kind.CLIENT and gate.environment.client_host is None:
+        return "applies only when the environment declares client_host (the machine that runs SSMS)"
     if target.kind is Kind.HOST and gate.environment.sql_servers[target.server].host is None:
         return f"applies only when the host of {target.server} is declared (sql_servers.{target.server}.host)"
     if not prereq.applies.holds(context):

@@ -122,6 +122,29 @@ def update_policy(
     )
 
 
+def failback_possible(database_format: str | None) -> Decision:
+    """Whether data can flow back to SQL Server after a failover to the instance (ARM-02, RECOMMENDED).
+
+    An Always-up-to-date instance accepts a link from SQL Server (SQL_TO_MI), but its database format is
+    newer than any SQL Server's, so after a failover to it the link can't replicate or fail back. This is
+    the ARM side of what `ProductUpdateType = Continuous` tells over T-SQL (MI-02); the 2022 and 2025
+    policies, which T-SQL can't tell apart, are judged against the version by `update_policy`.
+    """
+    if not database_format:
+        return Decision(None, "Resource Manager returned no databaseFormat for the managed instance")
+    try:
+        policy = DatabaseFormat.parse(database_format)
+    except ValueError as e:
+        return Decision(None, str(e))
+    if policy is DatabaseFormat.ALWAYS_UP_TO_DATE:
+        return Decision(
+            False,
+            f"databaseFormat {policy.value}: after a failover to the managed instance, data can't be replicated, "
+            "or failed back, to SQL Server (the policy can't be reverted)",
+        )
+    return Decision(True, f"databaseFormat {policy.value} keeps a SQL Server database format: failback is possible")
+
+
 # --- ARM-03: tier against In-Memory OLTP ---------------------------------------------------------------------
 
 

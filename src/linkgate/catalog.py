@@ -21,8 +21,9 @@ import pytest
 
 from linkgate.conditions import ALWAYS, Condition
 
-ID_PATTERN = re.compile(r"^(sql|mi|host|net|azure)(-[a-z0-9]+)+$")
-AREAS = ("sql", "mi", "host", "net", "azure")
+ID_PATTERN = re.compile(r"^(sql|mi|host|net|azure|client)(-[a-z0-9]+)+$")
+AREAS = ("sql", "mi", "host", "net", "azure", "client")
+"""Where a prerequisite is checked, in report order; `client` is the machine that runs SSMS to create the link."""
 DOCS = "https://learn.microsoft.com/azure/azure-sql/managed-instance/managed-instance-link-preparation"
 
 

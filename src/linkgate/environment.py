@@ -189,6 +189,7 @@ class Environment:
     lab: LabSpec | None
     active_probes: bool
     secret_variables: tuple[str, ...] = field(default=())
+    client_host: HostSpec | None = None  # the Windows machine that runs SSMS (spec CLIENT-01), when declared
 
     def secrets(self) -> list[str]:
         """Every secret value this environment uses, for redaction of reports and logs."""
@@ -503,6 +504,7 @@ TOP_KEYS = {
     "waivers",
     "lab",
     "active_probes",
+    "client_host",
 }
 
 
@@ -545,6 +547,7 @@ def load_environment(path: Path, *, known_ids: Callable[[str], bool] | None = No
         waivers=_waivers(r, top.get("waivers"), "waivers", known_ids),
         lab=lab,
         active_probes=r.boolean(top.get("active_probes", False), "active_probes"),
+        client_host=_host(r, top.get("client_host"), "client_host"),
         secret_variables=tuple(dict.fromkeys(r.secret_variables)),
     )
 

@@ -1,7 +1,7 @@
 """The fixtures a prerequisite asks for: cheap handles over per-worker, per-target cached facts.
 
-A check names what it looks at — `sql_server`, `database`, `mi`, `mi_database` — and the plugin fans
-it out over the environment's targets through `linkgate_target`. No SQL text and no assertion here.
+A check names what it looks at — `sql_server`, `database`, `sql_host`, `mi`, `mi_database`, `client_host` —
+and the plugin fans it out over the environment's targets through `linkgate_target`. No SQL text and no assertion here.
 """
 
 from __future__ import annotations
@@ -18,10 +18,18 @@ from linkgate.ledger import state_dir
 from linkgate.probes.active import ActiveProbes
 from linkgate.probes.azure import AzureView, LinkPeer, read_azure
 from linkgate.probes.facts import EvidenceRecorder
+from linkgate.probes.host import open_host, read_client_host
 from linkgate.probes.net import HostNetwork
 from linkgate.probes.sql import Tde
 from linkgate.targets import Target
-from linkgate.views import ActiveProbesView, DatabaseView, ManagedInstanceView, SqlHostView, SqlServerView
+from linkgate.views import (
+    ActiveProbesView,
+    ClientHostView,
+    DatabaseView,
+    ManagedInstanceView,
+    SqlHostView,
+    SqlServerView,
+)
 
 
 def _gate(config: pytest.Config) -> Gate:
@@ -78,6 +86,19 @@ def sql_host(pytestconfig: pytest.Config, linkgate_target: Target, evidence: Evi
     gate = _gate(pytestconfig)
     host, network = gate.cache.sql_host(linkgate_target.server)
     return SqlHostView(gate.environment.sql_servers[linkgate_target.server], host, network, evidence)
+
+
+@pytest.fixture
+def client_host(pytestconfig: pytest.Config, linkgate_target: Target, evidence: EvidenceRecorder) -> ClientHostView:
+    """The machine that runs SSMS to create the link (the environment's client_host), reached over WinRM."""
+    gate = _gate(pytestconfig)
+    spec = gate.environment.client_host
+    if spec is None:  # the applicability check says so first, at collection; this is the backstop
+        raise NotApplicable("applies only when the environment declares client_host (the machine that runs SSMS)")
+    timeout = gate.environment.timeouts.connect
+    label = linkgate_target.label
+    facts = gate.cache.other("client", lambda: read_client_host(open_host(spec, label, timeout=timeout), label))
+    return ClientHostView(label, facts, evidence)
 
 
 @pytest.fixture

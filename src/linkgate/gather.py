@@ -17,7 +17,13 @@ from linkgate.environment import Environment
 from linkgate.probes.host import SqlHost, read_sql_host
 from linkgate.probes.net import HostNetwork
 from linkgate.probes.odbc import OdbcSession
-from linkgate.probes.sql import ManagedInstanceFacts, SqlServerFacts, read_managed_instance, read_sql_server
+from linkgate.probes.sql import (
+    ManagedInstanceFacts,
+    SqlServerFacts,
+    log_directory,
+    read_managed_instance,
+    read_sql_server,
+)
 from linkgate.targets import Kind, targets_for
 
 T = TypeVar("T")
@@ -73,7 +79,12 @@ class FactsCache:
     def sql_host(self, name: str) -> tuple[SqlHost, HostNetwork]:
         """The host facts of one SQL Server's machine (read once, all facts in one go) and its network questions."""
         host = self.other(
-            f"host:{name}", lambda: read_sql_host(self.env.sql_servers[name], timeout=self.env.timeouts.connect)
+            f"host:{name}",
+            lambda: read_sql_host(
+                self.env.sql_servers[name],
+                timeout=self.env.timeouts.connect,
+                log_path=log_directory(lambda: self.sql_server(name), self.env.sql_servers[name].databases),
+            ),
         )
         network = self.other(f"net:{name}", lambda: HostNetwork(host.shell, windows=host.windows is not None))
         return host, network

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -70,6 +71,18 @@ def with_timeouts(env: Environment, connect: float | None, query: float | None) 
     return dataclasses.replace(env, timeouts=timeouts)
 
 
+LAB_ERROR_PREFIX = "linkgate.lab: "
+
+
+def why_not_started(env_name: str, log: str) -> str:
+    """The usage error for a lab that did not start: the lab's own one-line reason when it gave one (it exits
+    with `linkgate.lab: <reason>` for what a user can fix, such as not being root), else the log's tail."""
+    lines = [line for line in log.splitlines() if line.strip()]
+    if lines and lines[-1].startswith(LAB_ERROR_PREFIX) and "Traceback (most recent call last)" not in log:
+        return f"linkgate: the lab for {env_name} did not start: {lines[-1].removeprefix(LAB_ERROR_PREFIX)}"
+    return f"linkgate: the lab for {env_name} did not start:\n{log[-2000:]}"
+
+
 def start_if_declared(env: Environment) -> RunningLab | None:
     """Start the lab the environment declares and wait until every instance listens."""
     if env.lab is None:
@@ -95,8 +108,11 @@ def start_if_declared(env: Environment) -> RunningLab | None:
     while not ready.exists():
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            tail = (workdir / "lab.log").read_text(errors="replace")[-2000:]
-            raise pytest.UsageError(f"linkgate: the lab for {env.name} did not start:\n{tail}")
+            process.wait(timeout=5)
+            log.close()
+            text = (workdir / "lab.log").read_text(errors="replace")
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise pytest.UsageError(why_not_started(env.name, text))
         time.sleep(0.05)
     document = json.loads(ready.read_text())
     os.environ.update(document.get("azure_credentials") or {})  # tenant and client ids (not secret)

@@ -17,6 +17,7 @@ from _pytest._code.code import ReprEntry, ReprExceptionInfo, ReprFileLocation, R
 from linkgate.catalog import Prereq
 from linkgate.gate import RECORDER_KEY, Gate, NotApplicable
 from linkgate.probes.facts import EvidenceRecorder, FactUnavailable
+from linkgate.probes.host import instance_services
 from linkgate.report import REPORT_ATTRIBUTE, Outcome, Record
 from linkgate.targets import Target
 
@@ -100,10 +101,9 @@ def remediation_values(gate: Gate, target: Target) -> dict[str, object]:
             endpoint_port=server.endpoint_port,
             login=server.connection.user or "<login>",
             sql_ip=str(server.address_seen_by_mi or "<SQL Server IP>"),
-            agent_service="SQLSERVERAGENT"
-            if server.instance.upper() == "MSSQLSERVER"
-            else f"SQLAgent${server.instance}",
         )
+        # A Windows remediation names the service, not the instance: MSSQL$SALES, SQLAgent$SALES.
+        values["engine_service"], values["agent_service"] = instance_services(server.instance)
     else:
         values.update(login=mi.connection.user or "<login>")
     return values
@@ -134,7 +134,7 @@ def annotate(
     waiver = None
     note = ""
     if excinfo is None:
-        outcome, message = Outcome.PASSED, ""
+        outcome, message = Outcome.PASSED, " ".join(recorder.notes)  # a manual step that remains, if any
     elif isinstance(excinfo.value, NotApplicable):
         outcome, message = Outcome.NOT_APPLICABLE, str(excinfo.value)
     elif isinstance(excinfo.value, FactUnavailable):

@@ -155,18 +155,36 @@ def write_summary(path: Path, document: dict[str, Any], redactor: Redactor) -> N
     tmp.replace(path)
 
 
+ATTENTION = (Outcome.FAILED, Outcome.ERROR, Outcome.WARNING, Outcome.WAIVED)
+"""Outcomes a reader must see: they lead the matrix and are listed in the terminal."""
+URGENCY = {Outcome.FAILED: 0, Outcome.ERROR: 0, Outcome.WARNING: 1, Outcome.WAIVED: 2}
+
+
 def matrix(records: Sequence[Record]) -> tuple[list[str], list[tuple[str, str, str, dict[str, Record]]]]:
-    """Prerequisite × target: the columns (targets) and one row per prerequisite."""
+    """Prerequisite × target: the columns (targets) and one row per prerequisite.
+
+    Rows that need attention come first (failed or errored, then warnings, then waivers), the rest by id: at
+    60 prerequisites the matrix is taller than a screen, and the auditor's first screen must show what blocks.
+    """
     targets = sorted({r.target for r in records}, key=lambda t: (t.count("/"), t))
     rows: dict[str, tuple[str, str, str, dict[str, Record]]] = {}
     for r in records:
         row = rows.setdefault(r.prerequisite, (r.prerequisite, r.title, r.severity, {}))
         row[3][r.target] = r
-    return targets, [rows[k] for k in sorted(rows)]
+
+    def urgency(pid: str) -> int:
+        return min(URGENCY.get(Outcome(r.outcome), len(URGENCY)) for r in rows[pid][3].values())
+
+    return targets, [rows[k] for k in sorted(rows, key=lambda k: (urgency(k), k))]
 
 
 def terminal_lines(records: Sequence[Record], env_name: str) -> list[str]:
-    """The verdict and every record that needs attention, one line each."""
+    """The verdict, every record that needs attention (a failure or warning with its fix), and what went unchecked.
+
+    A warning passes in pytest's eyes, so pytest prints no failure section for it: the fix line here is the
+    only place the terminal shows its remediation. An error's fix is to reach the target first; its failure
+    section carries the reason.
+    """
     v = verdict(records)
     c = counts(records)
     lines = [
@@ -174,11 +192,16 @@ def terminal_lines(records: Sequence[Record], env_name: str) -> list[str]:
         "  " + ", ".join(f"{n} {k}" for k, n in c.items() if n),
     ]
     for r in sorted(records, key=lambda r: (r.outcome, r.prerequisite, r.target)):
-        if Outcome(r.outcome) in (Outcome.FAILED, Outcome.ERROR, Outcome.WARNING, Outcome.WAIVED):
+        if Outcome(r.outcome) in ATTENTION:
             lines.append(
                 f"  {SYMBOL[Outcome(r.outcome)]} {r.outcome:<8} {r.prerequisite} [{r.target}] "
                 f"({r.severity}): {r.message.splitlines()[0] if r.message else ''}"
             )
+            if Outcome(r.outcome) in (Outcome.FAILED, Outcome.WARNING) and r.remediation:
+                lines.append(f"      fix: {r.remediation.splitlines()[0]}")
+    skipped = unchecked(records)
+    if skipped:
+        lines.append(f"  unchecked (applied to no target): {', '.join(skipped)}")
     return lines
 
 
@@ -191,7 +214,8 @@ table.lg-matrix th,table.lg-matrix td{border:1px solid #ccc;padding:2px 6px;text
 table.lg-matrix td.lg-name{text-align:left}
 .lg-passed{background:#d4edda}.lg-failed{background:#f5c6cb}.lg-error{background:#f8d7a0}
 .lg-warning{background:#fff3cd}.lg-waived{background:#e2e3e5}.lg-not-applicable{color:#888}
-pre.lg-evidence{white-space:pre-wrap;background:#f6f8fa;border:1px solid #ddd;padding:6px}
+pre.lg-evidence{white-space:pre-wrap;background:#f6f8fa;border:1px solid #ddd;padding:6px;color:#222}
+pre.lg-remediation{white-space:pre-wrap;color:#000;font-weight:bold}
 </style>
 """
 

@@ -1,4 +1,5 @@
-"""What one test item checks: a SQL Server, one of its databases, the managed instance, or one of its.
+"""What one test item checks: a SQL Server, one of its databases, its host, the managed instance, one of its
+databases, or the client machine that runs SSMS.
 
 The plugin fans each prerequisite out over the targets the environment declares; the pytest id reads
 `<env>/<target>[/<object>]`, e.g. `demo/sql01/SalesDB`, and never carries credentials.
@@ -20,6 +21,11 @@ class Kind(enum.Enum):
     MANAGED_INSTANCE = "managed_instance"
     MI_DATABASE = "mi_database"
     HOST = "host"
+    CLIENT = "client"
+
+
+CLIENT_LABEL = "client_host"
+"""The client machine's name in ids, reports and waivers: the environment key that declares it (it has no other)."""
 
 
 @dataclass(frozen=True)
@@ -43,15 +49,18 @@ class Target:
 T = TypeVar("T")
 
 
-# Which fixture names a prerequisite asks for decides what it is fanned out over.
+# Which fixture names a prerequisite asks for decides what it is fanned out over, the first found winning. A host
+# check that also reads SQL Server's facts (sql_host and sql_server) is a host check: it applies only where the
+# host is declared, and its sql_server is the one on that host (the same target.server).
 FANOUT_FIXTURES = {
     "database": Kind.DATABASE,
     "mi_database": Kind.MI_DATABASE,
-    "sql_server": Kind.SQL_SERVER,
     "sql_host": Kind.HOST,
+    "sql_server": Kind.SQL_SERVER,
     "azure_peer": Kind.SQL_SERVER,
     "mi": Kind.MANAGED_INSTANCE,
     "azure": Kind.MANAGED_INSTANCE,
+    "client_host": Kind.CLIENT,
 }
 
 
@@ -64,8 +73,12 @@ def fanout_kind(fixture_names: list[str] | tuple[str, ...]) -> Kind | None:
 
 
 def targets_for(env: Environment, kind: Kind) -> list[Target]:
-    """Every target of one kind the environment declares, in file order."""
+    """Every target of one kind the environment declares, in file order (the client machine: always one)."""
     mi = env.managed_instance
+    if kind is Kind.CLIENT:
+        # One target even when client_host is not declared: the report then says the check does not apply, and
+        # why (applicability.not_applicable_reason), rather than leaving CLIENT-01 out without a word.
+        return [Target(env.name, kind, CLIENT_LABEL, None, "windows")]
     if kind is Kind.MANAGED_INSTANCE:
         return [Target(env.name, kind, mi.name)]
     if kind is Kind.MI_DATABASE:

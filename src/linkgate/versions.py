@@ -7,12 +7,21 @@ SQL Server as initial primary but CU10 to create a link from the managed instanc
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 Build = tuple[int, int, int, int]
 
 SUPPORTED_EDITIONS = {2: "Standard", 3: "Enterprise, Developer or Evaluation"}
 """SERVERPROPERTY('EngineEdition') values the link supports: 4 (Express) and others are not."""
+
+
+def is_evaluation(edition: str) -> bool:
+    """SERVERPROPERTY('Edition') names an Enterprise Evaluation edition (engine edition 3, but it expires).
+
+    'Enterprise Evaluation Edition (64-bit)' and its core-based variant both start so (spec SQL-02).
+    """
+    return edition.strip().lower().startswith("enterprise evaluation")
 
 
 @dataclass(frozen=True)
@@ -130,3 +139,60 @@ def mi_primary_supportability(build: Build, database_format: str | None) -> Supp
             f"{rule.release} needs the managed instance's {wanted} update policy, the instance has {database_format}",
         )
     return Supportability(True, f"{rule.release} build {format_build(build)} can link from the managed instance")
+
+
+WINDOWS_SERVER_MINIMUM = (6, 2)
+"""Windows Server 2012 is NT 6.2: the oldest Windows Server a link's SQL Server may run on (spec SQL-04)."""
+
+
+def windows_from_version_string(version_string: str) -> tuple[str, str] | None:
+    """The OS @@VERSION names on Windows, as (product, release); None when it names none.
+
+    SQL Server 2016 has no sys.dm_os_host_info; its @@VERSION ends, e.g., "Enterprise Edition (64-bit) on
+    Windows Server 2016 Datacenter 10.0 <X64> (Build 14393: ) (Hypervisor)" → ("Windows Server 2016
+    Datacenter", "10.0"). Older builds may say only "on Windows NT 6.3 <X64>" → ("Windows NT", "6.3").
+    """
+    m = re.search(r"\bon (Windows\b[^<\n]*?)\s+(\d+\.\d+)\s*<", version_string)
+    return (m.group(1).strip(), m.group(2)) if m else None
+
+
+def _release(text: str) -> tuple[int, int] | None:
+    m = re.match(r"\s*(\d+)\.(\d+)", text)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def windows_host_supportability(product: str, release: str) -> Supportability:
+    """Whether a Windows host can run a linked SQL Server: Windows Server 2012 or later, never a client SKU.
+
+    The year in the product name decides ("Windows Server 2008 R2" fails, "Windows Server 2016" passes);
+    a name without a year (semi-annual channel "Windows Server Datacenter") is judged by the NT release,
+    which must be at least 6.2.
+    """
+    shown = f"{product} {release}".strip()
+    if "windows server" not in product.lower():
+        return Supportability(
+            False, f"{shown} is not Windows Server: Windows 10 and 11 clients can't host a link (Windows Server 2012+)"
+        )
+    year = re.search(r"windows server (\d{4})\b", product, flags=re.IGNORECASE)
+    if year is not None:
+        ok = int(year.group(1)) >= 2012
+    else:
+        nt = _release(release)
+        if nt is None:
+            return Supportability(False, f"{shown}: can't tell the Windows Server version (no year, no NT release)")
+        ok = nt >= WINDOWS_SERVER_MINIMUM
+    reason = "is Windows Server 2012 or later" if ok else "is older than Windows Server 2012, the oldest supported"
+    return Supportability(ok, f"{shown} {reason}")
+
+
+def host_os_supportability(major: int, platform: str, product: str, release: str) -> Supportability:
+    """Whether SQL Server `major` may link from this host OS (spec SQL-04, §1.1).
+
+    Linux is allowed from 2017 (2016 is Windows Server only); Windows must be Windows Server 2012 or later.
+    """
+    rule = RULES.get(major)
+    if platform.strip().lower() == "linux":
+        if rule is not None and rule.windows_only:
+            return Supportability(False, f"{rule.release} links only from Windows Server, not {product} {release}")
+        return Supportability(True, f"{product} {release} (Linux) can host a link")
+    return windows_host_supportability(product, release)

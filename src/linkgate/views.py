@@ -16,16 +16,20 @@ from linkgate.firewall.windows import evaluate_windows
 from linkgate.probes.active import ActiveProbes, Connectivity
 from linkgate.probes.facts import EvidenceRecorder, Fact, FactUnavailable
 from linkgate.probes.host import (
+    ClientHostFacts,
+    FailoverCluster,
     LinuxHostFacts,
     LocalNetworks,
     MssqlConf,
     SectorSize,
     ServiceState,
     SqlHost,
+    SsmsInventory,
     StartupParams,
     WindowsHostFacts,
     WindowsOs,
     WindowsServices,
+    read_local_epoch,
 )
 from linkgate.probes.net import HostNetwork, Resolution, TcpConnect
 from linkgate.probes.sql import (
@@ -119,6 +123,11 @@ class DatabaseView:
         self.name = name
         self._facts = facts
         self._use = recorder.use
+        self._recorder = recorder
+
+    def note(self, text: str) -> None:
+        """Say something with the check's outcome even when it passes: a manual step the gate can't verify."""
+        self._recorder.note(text)
 
     @property
     def state(self) -> DatabaseState:
@@ -139,6 +148,11 @@ class DatabaseView:
     @property
     def availability_groups(self) -> AgMembership:
         return self._use(self._facts.availability_groups)
+
+    @property
+    def accelerated_recovery(self) -> bool | None:
+        """is_accelerated_database_recovery_on (None: not read, before SQL Server 2019, or no such database)."""
+        return self._use(self._facts.accelerated_recovery)
 
 
 class ManagedInstanceView:
@@ -184,6 +198,7 @@ class SqlHostView:
         self._host = host
         self._network = network
         self._use = recorder.use
+        self._recorder = recorder
 
     def _linux(self) -> LinuxHostFacts:
         if self._host.linux is None:
@@ -203,6 +218,15 @@ class SqlHostView:
     def mssql_conf(self) -> MssqlConf:
         return self._use(self._linux().mssql_conf)
 
+    def epoch_of_local_time(self, when: dt.datetime) -> int:
+        """A time SQL Server reported without zone, as seconds since the epoch in the host's time zone (one `date`
+        call: only the restart-pending check needs it)."""
+        return self._use(self._host.shell.fact("the host's time zone", lambda s: read_local_epoch(s, when)))
+
+    def note(self, text: str) -> None:
+        """Say something with the check's outcome even when it passes."""
+        self._recorder.note(text)
+
     @property
     def windows_services(self) -> WindowsServices:
         return self._use(self._windows().services)
@@ -214,6 +238,11 @@ class SqlHostView:
     @property
     def windows_os(self) -> WindowsOs:
         return self._use(self._windows().os)
+
+    @property
+    def failover_cluster(self) -> FailoverCluster:
+        """The Failover-Clustering feature and the cluster's nodes (read on first use: only 2016 needs it)."""
+        return self._use(self._windows().cluster())
 
     @property
     def sector_size(self) -> SectorSize:
@@ -296,3 +325,17 @@ class ActiveProbesView:
         """This SQL Server connecting to the managed instance on 5022 and on its node's HADR port."""
         fabric = self._use(self._fabric())
         return self._use(self._probes.sql_to_mi(self.name, fabric, self._host()))
+
+
+class ClientHostView:
+    """The machine that runs SSMS to create the link (the environment's client_host), as one check sees it."""
+
+    def __init__(self, name: str, facts: ClientHostFacts, recorder: EvidenceRecorder) -> None:
+        self.name = name
+        self._facts = facts
+        self._use = recorder.use
+
+    @property
+    def ssms(self) -> SsmsInventory:
+        """Every SSMS installed there (Uninstall registry keys and vswhere)."""
+        return self._use(self._facts.ssms)

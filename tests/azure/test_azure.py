@@ -10,6 +10,7 @@ from __future__ import annotations
 from linkgate.azure_rules import (
     CONTRIBUTOR_ROLE,
     address_overlaps,
+    failback_possible,
     failover_groups_with,
     ipv4_prefixes,
     mi_subnet_flows,
@@ -21,7 +22,7 @@ from linkgate.azure_rules import (
     update_policy,
 )
 from linkgate.catalog import Severity, prereq
-from linkgate.conditions import MI_TO_SQL, Condition, fact_holds
+from linkgate.conditions import MI_TO_SQL, SQL_TO_MI, Condition, fact_holds
 from linkgate.environment import Environment
 from linkgate.fixtures import MiDatabase
 from linkgate.probes.azure import AzureView, LinkPeer
@@ -82,6 +83,26 @@ def test_azure_update_policy(
     decision = update_policy(
         azure.instance.database_format, environment.direction, sql_server.product.major, mi.product.update_type
     )
+    assert decision, decision.explain()
+
+
+@prereq(
+    "azure-update-policy-failback",
+    severity=Severity.RECOMMENDED,
+    spec="ARM-02, MI-02",
+    applies=AZURE & SQL_TO_MI,
+    docs=POLICY,
+    remediation="Accept that a link to {mi_name} is one-way (disaster recovery can't fail back to SQL Server), or "
+    "link to a managed instance created with the SQL Server 2022 or 2025 update policy (Always-up-to-date can't be "
+    "reverted).",
+)
+def test_azure_update_policy_failback(azure: AzureView) -> None:
+    """The managed instance's update policy, as Resource Manager knows it, lets data flow back to SQL Server.
+
+    The ARM side of mi-update-policy-failback: databaseFormat AlwaysUpToDate accepts a link from SQL Server,
+    but after a failover to the instance the link can't replicate or fail back; the policy can't be reverted.
+    """
+    decision = failback_possible(azure.instance.database_format)
     assert decision, decision.explain()
 
 

@@ -1,11 +1,12 @@
-"""Linux SQL Server host prerequisites, read over ssh (spec HOST-L-01, HOST-L-02, HOST-L-04)."""
+"""Linux SQL Server host prerequisites, read over ssh (spec HOST-L-01, HOST-L-02, HOST-L-04, SQL-20)."""
 
 from __future__ import annotations
 
 from linkgate.catalog import Severity, prereq
 from linkgate.conditions import host_os_is
 from linkgate.environment import HostOS
-from linkgate.views import SqlHostView
+from linkgate.probes.host import MssqlConf
+from linkgate.views import SqlHostView, SqlServerView
 
 LINUX = host_os_is(HostOS.LINUX)
 MSSQL_CONF = "https://learn.microsoft.com/sql/linux/sql-server-linux-configure-mssql-conf"
@@ -84,6 +85,45 @@ def test_host_mssql_conf_agent(sql_host: SqlHostView) -> None:
     """
     conf = sql_host.mssql_conf
     assert conf.agent_enabled, f"{conf.path}: sqlagent.enabled is {conf.value('sqlagent', 'enabled') or 'not set'}"
+
+
+@prereq(
+    "host-mssql-conf-restart-pending",
+    severity=Severity.RECOMMENDED,
+    spec="SQL-20, HOST-L-02",
+    applies=LINUX,
+    docs=MSSQL_CONF,
+    remediation="On the host of {server}, at a time the instance may restart: sudo systemctl restart mssql-server "
+    "(first check that /var/opt/mssql/mssql.conf says what it should: sudo /opt/mssql/bin/mssql-conf list)",
+)
+def test_host_mssql_conf_restart_pending(sql_host: SqlHostView, sql_server: SqlServerView) -> None:
+    """SQL Server started after mssql.conf was last changed: no restart is pending.
+
+    SQL Server on Linux reads mssql.conf only at startup; a later change (HADR, trace flags, the Agent) is not in
+    effect yet, and the next restart, planned or not, applies it.
+    """
+    conf = sql_host.mssql_conf
+    if conf.modified is None:
+        return  # no file, nothing pending (host-mssql-conf-hadr says what it lacks)
+    drift = "; ".join(_differences(conf, sql_server))
+    if drift:
+        sql_host.note(f"{conf.path} and SQL Server disagree: {drift}")
+    started = sql_server.start_time
+    at = sql_host.epoch_of_local_time(started)
+    assert conf.modified <= at, (
+        f"restart pending: {conf.path} changed {conf.modified - at} s after SQL Server started "
+        f"({started:%Y-%m-%d %H:%M:%S} host time); {drift or 'HADR, trace flags and Agent agree with the file'}"
+    )
+
+
+def _differences(conf: MssqlConf, sql_server: SqlServerView) -> tuple[str, ...]:
+    """What the file says and SQL Server runs differently: what a restart would change (with the file newer)."""
+    hadr, agent = sql_server.hadr.enabled, sql_server.agent.service_status
+    return conf.differences(
+        hadr_enabled=None if hadr is None else hadr == 1,
+        trace_flags=sql_server.trace_flags,
+        agent_running=None if agent is None else agent == "Running",
+    )
 
 
 @prereq(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from linkgate.catalog import Severity, prereq
-from linkgate.conditions import MI_TO_SQL, fact_holds
+from linkgate.conditions import MI_TO_SQL, SQL_TO_MI, fact_holds
 from linkgate.environment import Direction, Environment
 from linkgate.fixtures import MiDatabase
 from linkgate.views import ManagedInstanceView
@@ -48,6 +48,28 @@ def test_mi_update_policy(mi: ManagedInstanceView, environment: Environment) -> 
         assert update_type == "CU", (
             f"{mi.name} is Always-up-to-date (ProductUpdateType {update_type}): it can't be the initial primary"
         )
+
+
+@prereq(
+    "mi-update-policy-failback",
+    severity=Severity.RECOMMENDED,
+    spec="MI-02, ARM-02",
+    applies=SQL_TO_MI,
+    docs=POLICY,
+    remediation="Accept that a link to {mi_name} is one-way (disaster recovery can't fail back to SQL Server), or "
+    "link to a managed instance on the SQL Server 2022 or 2025 update policy; Always-up-to-date can't be reverted.",
+)
+def test_mi_update_policy_failback(mi: ManagedInstanceView) -> None:
+    """The managed instance's update policy lets data flow back to SQL Server after a failover.
+
+    A link from SQL Server into an Always-up-to-date instance (ProductUpdateType Continuous) works, but after
+    a failover to the managed instance data can't be replicated, or failed back, to SQL Server.
+    """
+    update_type = mi.product.update_type
+    assert (update_type or "").lower() != "continuous", (
+        f"{mi.name} is Always-up-to-date (ProductUpdateType {update_type}): after a failover to it, the link "
+        "can't replicate or fail back to SQL Server"
+    )
 
 
 @prereq(

@@ -10,7 +10,14 @@ from linkgate.views import DatabaseView
 
 SCRIPTS = "https://learn.microsoft.com/azure/azure-sql/managed-instance/managed-instance-link-configure-how-to-scripts"
 OVERVIEW = "https://learn.microsoft.com/azure/azure-sql/managed-instance/managed-instance-link-feature-overview"
+TDE_MIGRATE = "https://learn.microsoft.com/azure/azure-sql/managed-instance/tde-certificate-migrate"
+PREPARATION = "https://learn.microsoft.com/azure/azure-sql/managed-instance/managed-instance-link-preparation"
 ENCRYPTED = fact_holds("the database is TDE-encrypted", "database.encrypted", bool)
+SQL_2019_OR_LATER = fact_holds(
+    "SQL Server is 2019 or later (major version 15+; accelerated database recovery exists from 2019)",
+    "sql.major",
+    lambda major: isinstance(major, int) and major >= 15,
+)
 IN_AG = fact_holds("the database is already in an availability group", "database.availability_groups", bool)
 
 
@@ -81,7 +88,7 @@ def test_sql_db_backup_checksum(database: DatabaseView) -> None:
     severity=Severity.REQUIRED,
     spec="SQL-14",
     applies=ENCRYPTED,
-    docs="https://learn.microsoft.com/azure/azure-sql/managed-instance/tde-certificate-migrate",
+    docs=TDE_MIGRATE,
     remediation="Back up the TDE certificate of {database} on {server} (BACKUP CERTIFICATE … WITH PRIVATE KEY), "
     "convert it with pvk2pfx and upload it: Add-AzSqlManagedInstanceTransparentDataEncryptionCertificate; "
     "renew it first if it has expired.",
@@ -97,6 +104,10 @@ def test_sql_db_tde_certificate(database: DatabaseView) -> None:
     )
     assert tde.certificate_expiry is None or tde.certificate_expiry > dt.datetime.now(), (
         f"certificate {tde.certificate} of {database.name} expired on {tde.certificate_expiry:%Y-%m-%d}"
+    )
+    database.note(
+        f"manual step: migrate certificate {tde.certificate} (with its private key) to the managed instance before "
+        f"creating the link; the gate can't see it there (not in sys.certificates): {TDE_MIGRATE}"
     )
 
 
@@ -167,6 +178,23 @@ def test_sql_db_service_broker(database: DatabaseView) -> None:
     """
     state = database.state
     assert state.broker_enabled, f"Service Broker is disabled in {database.name}"
+
+
+@prereq(
+    "sql-db-accelerated-recovery",
+    severity=Severity.INFO,
+    spec="SQL-18",
+    applies=SQL_2019_OR_LATER,
+    docs=PREPARATION,
+    remediation="On {server}: ALTER DATABASE [{database}] SET ACCELERATED_DATABASE_RECOVERY = ON;",
+)
+def test_sql_db_accelerated_recovery(database: DatabaseView) -> None:
+    """Accelerated database recovery is on in the database, as on the managed instance.
+
+    Newer versions of the article recommend it before linking (from SQL Server 2019, where ADR exists);
+    it does not block the link.
+    """
+    assert database.accelerated_recovery, f"accelerated database recovery is off in {database.name}"
 
 
 @prereq(

@@ -6,7 +6,16 @@ import datetime as dt
 
 from linkgate.catalog import Severity, prereq
 from linkgate.conditions import MI_TO_SQL, fact_holds, host_os_is
-from linkgate.versions import RULES, SUPPORTED_EDITIONS, mi_primary_supportability, supportability
+from linkgate.environment import Environment
+from linkgate.probes.sql import Wsfc
+from linkgate.versions import (
+    SUPPORTED_EDITIONS,
+    host_os_supportability,
+    is_evaluation,
+    mi_primary_supportability,
+    supportability,
+    windows_from_version_string,
+)
 from linkgate.views import ManagedInstanceView, SqlServerView
 
 SQL_2016 = fact_holds("SQL Server is 2016 (major version 13)", "sql.major", lambda major: major == 13)
@@ -68,6 +77,26 @@ def test_sql_edition_supported(sql_server: SqlServerView) -> None:
 
 
 @prereq(
+    "sql-edition-not-evaluation",
+    severity=Severity.RECOMMENDED,
+    spec="SQL-02",
+    docs=UPDATES,
+    remediation="Upgrade {server} to a licensed Enterprise, Developer or Standard edition before the evaluation "
+    "period ends (SQL Server Setup → Maintenance → Edition Upgrade).",
+)
+def test_sql_edition_not_evaluation(sql_server: SqlServerView) -> None:
+    """SQL Server is not an Enterprise Evaluation edition.
+
+    The article lists Enterprise, Developer and Standard only; an evaluation edition expires after 180 days
+    and SQL Server then stops starting, which breaks the link.
+    """
+    product = sql_server.product
+    assert not is_evaluation(product.edition), (
+        f"{sql_server.name} runs {product.edition}, which expires after its 180-day evaluation period"
+    )
+
+
+@prereq(
     "sql-version-mi-primary",
     severity=Severity.REQUIRED,
     spec="SQL-03",
@@ -93,21 +122,19 @@ def test_sql_version_mi_primary(sql_server: SqlServerView) -> None:
     remediation="Move {server} to Windows Server 2012 or later (2016: Windows Server only), or a supported Linux.",
 )
 def test_sql_host_os_supported(sql_server: SqlServerView) -> None:
-    """SQL Server runs on Windows Server or, from 2017, on Linux.
+    """SQL Server runs on Windows Server 2012 or later or, from 2017, on Linux.
 
     Windows 10 and 11 clients cannot host a link; SQL Server 2016 links only from Windows Server.
     """
     product = sql_server.product
     host = sql_server.host_info
     if host is None:  # 2016 has no sys.dm_os_host_info: @@VERSION names the OS
-        assert "Windows Server" in product.version_string, (
-            f"@@VERSION does not show Windows Server: {product.version_string.splitlines()[-1].strip()}"
-        )
-        return
-    rule = RULES.get(product.major)
-    on_linux = host.platform.lower() == "linux"
-    ok = (on_linux and not (rule and rule.windows_only)) or "windows server" in host.distribution.lower()
-    assert ok, f"{host.platform} {host.distribution} {host.release} cannot host a link for {product.version_text}"
+        shown = windows_from_version_string(product.version_string)
+        assert shown is not None, f"@@VERSION names no Windows OS: {product.version_string.strip()!r}"
+        verdict = host_os_supportability(product.major, "Windows", *shown)
+    else:
+        verdict = host_os_supportability(product.major, host.platform, host.distribution, host.release)
+    assert verdict.supported, f"{verdict.reason} ({product.version_text})"
 
 
 @prereq(
@@ -150,18 +177,21 @@ def test_sql_hadr_enabled(sql_server: SqlServerView) -> None:
     applies=SQL_2016,
     docs="https://learn.microsoft.com/azure/azure-sql/managed-instance/managed-instance-link-preparation-wsfc",
     remediation="On {server}: Install-WindowsFeature -Name Failover-Clustering -IncludeManagementTools; create a "
-    "single-node cluster; then GRANT ALTER ANY AVAILABILITY GROUP, CONNECT SQL, VIEW SERVER STATE TO "
-    "[NT AUTHORITY\\SYSTEM];",
+    "single-node cluster, or start a node that is down (Start-ClusterNode); then GRANT ALTER ANY AVAILABILITY "
+    "GROUP, CONNECT SQL, VIEW SERVER STATE TO [NT AUTHORITY\\SYSTEM];",
 )
 def test_sql_2016_wsfc(sql_server: SqlServerView) -> None:
-    """SQL Server 2016 runs on a (single-node) Windows Server failover cluster with the SYSTEM grants.
+    """SQL Server 2016 runs on an up node of a (single-node) Windows Server failover cluster, with the SYSTEM grants.
 
-    Only SQL Server 2016 needs a WSFC for availability groups.
+    Only SQL Server 2016 needs a WSFC for availability groups; a node that is down can't host one.
     """
-    wsfc = sql_server.wsfc
-    clusters = wsfc.clusters if wsfc else ()
-    assert clusters, "no Windows Server failover cluster (sys.dm_hadr_cluster is empty)"
-    granted = wsfc.system_grants if wsfc else frozenset()
+    wsfc = sql_server.wsfc or Wsfc((), (), frozenset())
+    assert wsfc.clusters, "no Windows Server failover cluster (sys.dm_hadr_cluster is empty)"
+    state = wsfc.local_member_state()
+    cluster = wsfc.clusters[0].get("cluster_name")
+    assert state is not None, f"{wsfc.local_node} is not a member of cluster {cluster}"
+    assert state.upper() == "UP", f"cluster node {wsfc.local_node} is {state}, not UP"
+    granted = wsfc.system_grants
     missing = {"ALTER ANY AVAILABILITY GROUP", "CONNECT SQL", "VIEW SERVER STATE"} - granted
     assert not missing, f"NT AUTHORITY\\SYSTEM lacks: {', '.join(sorted(missing))}"
 
@@ -274,7 +304,7 @@ def test_sql_agent_job_permission(sql_server: SqlServerView) -> None:
     "ENCRYPTION = REQUIRED ALGORITHM AES);",
 )
 def test_sql_mirroring_endpoint(sql_server: SqlServerView) -> None:
-    """The existing database mirroring endpoint is started, uses certificate authentication and AES.
+    """The existing database mirroring endpoint is started, uses certificate authentication and AES encryption.
 
     The link reuses an existing endpoint, which must meet its rules.
     """
@@ -286,9 +316,50 @@ def test_sql_mirroring_endpoint(sql_server: SqlServerView) -> None:
             problems.append(f"{e.name} authenticates with {e.connection_auth}, not a certificate")
         if not e.encryption_enabled or "AES" not in e.algorithm.upper():
             problems.append(f"{e.name} encryption is {e.algorithm or 'off'}, not AES")
-        if e.certificate_expiry is not None and e.certificate_expiry < dt.datetime.now():
-            problems.append(f"{e.name} certificate {e.certificate} expired on {e.certificate_expiry:%Y-%m-%d}")
     assert not problems, "; ".join(problems)
+
+
+@prereq(
+    "sql-mirroring-endpoint-port",
+    severity=Severity.REQUIRED,
+    spec="SQL-16",
+    applies=HAS_ENDPOINT,
+    docs="https://learn.microsoft.com/azure/azure-sql/managed-instance/managed-instance-link-preparation",
+    remediation="Declare endpoint_port for {server} as the port its mirroring endpoint listens on, or move the "
+    "endpoint: ALTER ENDPOINT [<endpoint>] AS TCP (LISTENER_PORT = {endpoint_port}); then open that port.",
+)
+def test_sql_mirroring_endpoint_port(sql_server: SqlServerView, environment: Environment) -> None:
+    """The existing mirroring endpoint listens on the endpoint port the environment declares.
+
+    The host firewall and NSG checks judge the declared port; an endpoint elsewhere leaves the link's real
+    port unchecked, and only the default instance should use 5022.
+    """
+    declared = environment.sql_servers[sql_server.name].endpoint_port
+    elsewhere = [f"{e.name} listens on {e.port}" for e in sql_server.endpoints if e.port != declared]
+    assert not elsewhere, f"{'; '.join(elsewhere)}, but endpoint_port of {sql_server.name} is {declared}"
+
+
+@prereq(
+    "sql-mirroring-endpoint-certificate",
+    severity=Severity.RECOMMENDED,
+    spec="SQL-16",
+    applies=HAS_ENDPOINT,
+    docs="https://learn.microsoft.com/azure/azure-sql/managed-instance/managed-instance-link-configure-how-to-scripts",
+    remediation="On {server}: create a new certificate in master, ALTER ENDPOINT [<endpoint>] FOR "
+    "DATABASE_MIRRORING (AUTHENTICATION = CERTIFICATE [<new cert>]), and exchange it with {mi_name} again.",
+)
+def test_sql_mirroring_endpoint_certificate(sql_server: SqlServerView) -> None:
+    """The existing mirroring endpoint's certificate has not expired.
+
+    The two sides authenticate each other with the endpoint certificates; renew one before it expires.
+    """
+    now = dt.datetime.now()
+    expired = [
+        f"{e.name} certificate {e.certificate} expired on {e.certificate_expiry:%Y-%m-%d}"
+        for e in sql_server.endpoints
+        if e.certificate_expiry is not None and e.certificate_expiry < now
+    ]
+    assert not expired, "; ".join(expired)
 
 
 @prereq(

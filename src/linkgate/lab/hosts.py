@@ -25,6 +25,7 @@ already routes refuses to start (`LabConflict`). `stop()` removes everything but
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import enum
 import fcntl
 import ipaddress
@@ -54,6 +55,10 @@ NETNS_OF_LAB = re.compile(r"^lg-([0-9a-f]{6})-")
 UPLINK_OF_LAB = re.compile(r"^lg([0-9a-f]{6})up$")
 READY_TIMEOUT = 5.0
 E = TypeVar("E", bound=enum.Enum)
+MSSQL_CONF_WRITTEN = dt.datetime(2025, 11, 3, 6, 5, 0)
+"""When the lab's mssql.conf was last written, unless a scenario says (`mssql_conf_modified`): before the lab SQL
+Server's start (2025-11-03 06:12:41, linkgate.lab.engine.profile.DEFAULT_START), as `mssql-conf set …` followed by
+`systemctl restart mssql-server` leaves a real host. Both are local times of this machine (the lab hosts share it)."""
 
 
 class HostsSpecError(ValueError):
@@ -132,6 +137,7 @@ class Machine:
     listeners: tuple[int, ...] = ()
     etc_hosts: Mapping[str, ipaddress.IPv4Address] = field(default_factory=dict)
     mssql_conf: str | None = None
+    mssql_conf_modified: dt.datetime = MSSQL_CONF_WRITTEN  # its mtime (local): after SQL's start = restart pending
     mssql_service: MssqlService | None = None
     firewall: Firewall = Firewall()
     gateway_address: ipaddress.IPv4Address | None = None
@@ -225,6 +231,7 @@ MACHINE_KEYS = {
     "listeners",
     "etc_hosts",
     "mssql_conf",
+    "mssql_conf_modified",
     "mssql_service",
     "firewall",
 }
@@ -259,6 +266,9 @@ def _machine(name: str, value: Any, key: str) -> Machine:
             for n, a in _mapping(spec.get("etc_hosts"), f"{key}.etc_hosts", None).items()
         },
         mssql_conf=_text(spec.get("mssql_conf"), f"{key}.mssql_conf"),
+        mssql_conf_modified=_local_time(
+            spec.get("mssql_conf_modified", MSSQL_CONF_WRITTEN), f"{key}.mssql_conf_modified"
+        ),
         mssql_service=_service(service, f"{key}.mssql_service") if service is not None else None,
         firewall=_firewall(spec.get("firewall"), f"{key}.firewall"),
         gateway_address=gateway,
@@ -373,6 +383,12 @@ def _bool(value: Any, key: str) -> bool:
 def _text(value: Any, key: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise HostsSpecError(key, "expected text (a YAML block scalar)")
+    return value
+
+
+def _local_time(value: Any, key: str) -> dt.datetime:
+    if not isinstance(value, dt.datetime) or value.tzinfo is not None:
+        raise HostsSpecError(key, f"expected a local date and time (no zone), e.g. 2025-11-03 07:00:00, got {value!r}")
     return value
 
 
@@ -744,6 +760,8 @@ class LabHosts:
             (d / "mssql" / "data").mkdir(parents=True)
             if m.mssql_conf is not None:
                 _write(d / "mssql" / "mssql.conf", m.mssql_conf)
+                modified = time.mktime(m.mssql_conf_modified.timetuple())  # local time, as `date -d` reads it there
+                os.utime(d / "mssql" / "mssql.conf", (modified, modified))
             (d / "sbin").mkdir()
             (d / "root").mkdir(mode=0o700)
             if m.mssql_service is not None:

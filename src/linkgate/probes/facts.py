@@ -64,6 +64,12 @@ class EvidenceRecorder:
     """Collects the evidence of the facts one check looked at, in the order it looked."""
 
     items: list[Evidence] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """Sentences the check wants shown with its outcome even when it passes (a manual step that remains)."""
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
 
     def add(self, evidence: tuple[Evidence, ...]) -> None:
         for e in evidence:

@@ -10,6 +10,7 @@ from the files and tools an operator would use (`systemctl`, /var/opt/mssql/mssq
 from __future__ import annotations
 
 import configparser
+import datetime as dt
 import enum
 import functools
 import ipaddress
@@ -17,12 +18,13 @@ import json
 import os
 import re
 import shlex
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import paramiko
 import testinfra
@@ -234,6 +236,32 @@ class MssqlConf:
         """`[sqlagent] enabled = true`; absent means disabled (the documented default)."""
         return (self.value("sqlagent", "enabled") or "").strip().lower() in TRUE_WORDS
 
+    def differences(
+        self, *, hadr_enabled: bool | None, trace_flags: frozenset[int], agent_running: bool | None
+    ) -> tuple[str, ...]:
+        """Where this file and what SQL Server runs disagree (None: SQL Server did not say), both sides named.
+
+        SQL Server on Linux reads the file only at startup: after a restart each of these takes the file's side.
+        """
+        out = []
+        if hadr_enabled is not None and self.hadr_enabled != hadr_enabled:
+            out.append(
+                f"hadr.hadrenabled is {self.value('hadr', 'hadrenabled') or 'not set'} but "
+                f"SQL Server runs with IsHadrEnabled = {int(hadr_enabled)}"
+            )
+        if self.trace_flags != trace_flags:
+            out.append(f"[traceflag] lists {_flags(self.trace_flags)} but SQL Server runs {_flags(trace_flags)}")
+        if agent_running is not None and self.agent_enabled != agent_running:
+            out.append(
+                f"sqlagent.enabled is {self.value('sqlagent', 'enabled') or 'not set'} but "
+                f"SQL Server Agent is {'running' if agent_running else 'not running'}"
+            )
+        return tuple(out)
+
+
+def _flags(flags: frozenset[int]) -> str:
+    return "trace flags " + " ".join(map(str, sorted(flags))) if flags else "no trace flags"
+
 
 def parse_mssql_conf(text: str, path: str = MSSQL_CONF, modified: int | None = None) -> MssqlConf:
     """Parse mssql.conf text; a syntax error raises ValueError naming the line."""
@@ -244,6 +272,19 @@ def parse_mssql_conf(text: str, path: str = MSSQL_CONF, modified: int | None = N
         raise ValueError(f"{path} is not valid INI: {' '.join(str(e).split())}") from None
     sections = {s.lower(): {k.lower(): v for k, v in parser.items(s)} for s in parser.sections()}
     return MssqlConf(path, True, sections, modified)
+
+
+def read_local_epoch(shell: Shell, when: dt.datetime) -> tuple[int, tuple[Evidence, ...]]:
+    """`when`, a time without zone as SQL Server reports it (sqlserver_start_time: the host's local time on Linux),
+    in seconds since the epoch, to compare with a file's mtime. The host converts it (`date -d`), so its own time
+    zone, with the daylight saving in force on that date, applies; a TZ set for mssql-server alone is not seen.
+    The fraction of a second is dropped: a file written in the same second as the start is not later."""
+    ran = shell.run(f"date -d {shlex.quote(when.strftime('%Y-%m-%d %H:%M:%S'))} +%s")
+    evidence = (ran.evidence(shell.target),)
+    answer = ran.stdout.strip()
+    if ran.rc != 0 or not answer.lstrip("-").isdigit():
+        raise CommandFailed(f"date cannot read {when:%Y-%m-%d %H:%M:%S}: {ran.stderr.strip() or answer}", evidence[0])
+    return int(answer), evidence
 
 
 def read_mssql_conf(shell: Shell, path: str = MSSQL_CONF) -> tuple[MssqlConf, tuple[Evidence, ...]]:
@@ -548,6 +589,22 @@ def sector_script(path: str) -> str:
     )
 
 
+CLUSTER_SCRIPT = (
+    "$ErrorActionPreference = 'Stop'\n"
+    "$feature = $null; $nodes = @(); $err = $null\n"
+    "if (Get-Command Get-WindowsFeature -ErrorAction SilentlyContinue) "
+    "{ $feature = [bool](Get-WindowsFeature -Name Failover-Clustering).Installed }\n"
+    "$module = [bool](Get-Command Get-ClusterNode -ErrorAction SilentlyContinue)\n"
+    "if ($feature -and $module) { try { $nodes = @(Get-ClusterNode | Select-Object Name, "
+    "@{n='State';e={[string]$_.State}}) } catch { $err = $_.Exception.Message } }\n"
+    "@{computer=$env:COMPUTERNAME; feature_installed=$feature; cluster_module=$module; nodes=$nodes; "
+    "cluster_error=$err} | ConvertTo-Json -Depth 4 -Compress"
+)
+"""Spec HOST-W-06 in one call: `(Get-WindowsFeature -Name Failover-Clustering).Installed`, then `Get-ClusterNode`
+(only when the feature and its PowerShell module are there; its error, e.g. no cluster, is kept as text), and the
+computer's name to find the local node among the cluster's."""
+
+
 @dataclass(frozen=True)
 class WindowsService:
     name: str
@@ -561,8 +618,11 @@ class WindowsService:
 
 @dataclass(frozen=True)
 class WindowsServices:
+    """The instance's engine and Agent services as Get-Service found them (None: not installed)."""
+
     engine: WindowsService | None
     agent: WindowsService | None
+    names: tuple[str, str] = ("MSSQLSERVER", "SQLSERVERAGENT")  # the service names looked for, engine and Agent
 
 
 @dataclass(frozen=True)
@@ -574,6 +634,11 @@ class StartupParams:
     @property
     def trace_flags(self) -> frozenset[int]:
         return frozenset(int(m.group(1)) for a in self.arguments if (m := re.fullmatch(r"\s*-[tT](\d+)\s*", a)))
+
+    @property
+    def hadr_key(self) -> str:
+        """Where HADR_Enabled lives, as the evidence and the failure name it."""
+        return f"HKLM:\\SOFTWARE\\Microsoft\\Microsoft SQL Server\\{self.instance_id}\\MSSQLServer\\HADR"
 
 
 @dataclass(frozen=True)
@@ -599,9 +664,12 @@ def _json(text: str) -> Any:
 
 
 def _list(value: Any) -> list[Any]:
-    """ConvertTo-Json writes a one-element array as the element itself, and none as nothing."""
+    """ConvertTo-Json writes a one-element array as the element itself, and none as nothing; Windows PowerShell 5.1
+    writes an array held in a property as {"value": [...], "Count": n} when it is wrapped in a PSObject."""
     if value is None or value == "":
         return []
+    if isinstance(value, dict) and set(value) == {"value", "Count"} and isinstance(value["value"], list):
+        return list(value["value"])
     return value if isinstance(value, list) else [value]
 
 
@@ -613,7 +681,7 @@ def parse_services(text: str, instance: str) -> WindowsServices:
         )
         for s in _list(_json(text) if text.strip() else None)
     }
-    return WindowsServices(found.get(engine_name.upper()), found.get(agent_name.upper()))
+    return WindowsServices(found.get(engine_name.upper()), found.get(agent_name.upper()), (engine_name, agent_name))
 
 
 def parse_startup(text: str) -> StartupParams:
@@ -650,6 +718,63 @@ def parse_sector(text: str, path: str) -> SectorSize:
 
 
 @dataclass(frozen=True)
+class ClusterNode:
+    name: str
+    state: str  # Up, Down, Paused, Joining
+
+
+@dataclass(frozen=True)
+class FailoverCluster:
+    """The Failover-Clustering feature and the cluster nodes this Windows host sees (spec HOST-W-06)."""
+
+    computer: str
+    feature_installed: bool | None  # None: no Get-WindowsFeature (not a Windows Server edition)
+    nodes: tuple[ClusterNode, ...]
+    error: str | None  # what Get-ClusterNode said when it failed (typically: no cluster on this node)
+
+    @property
+    def local_node(self) -> ClusterNode | None:
+        """This host among the cluster's nodes (node names are computer names, compared case-insensitively)."""
+        return next((n for n in self.nodes if n.name.upper() == self.computer.upper()), None)
+
+
+def parse_cluster(text: str) -> FailoverCluster:
+    """CLUSTER_SCRIPT's answer. A host with the feature but without its PowerShell module cannot say whether its
+    node is up: that is an unreadable fact (ValueError), not a failed prerequisite."""
+    data = _json(text)
+    installed = data.get("feature_installed")
+    if installed and not data.get("cluster_module"):
+        raise ValueError(
+            "Failover-Clustering is installed without its PowerShell module (RSAT-Clustering-PowerShell), so "
+            "Get-ClusterNode cannot list the nodes: Install-WindowsFeature RSAT-Clustering-PowerShell"
+        )
+    nodes = tuple(ClusterNode(str(n.get("Name") or ""), str(n.get("State") or "")) for n in _list(data.get("nodes")))
+    error = data.get("cluster_error")
+    return FailoverCluster(
+        str(data.get("computer") or ""),
+        None if installed is None else bool(installed),
+        nodes,
+        " ".join(str(error).split()) if error else None,
+    )
+
+
+class Deferred(Generic[T]):
+    """A fact read on first use, once, whichever thread asks first: for facts only some checks need (the
+    2016-only cluster), so that other hosts pay no round trip for them."""
+
+    def __init__(self, read: Callable[[], Fact[T]]) -> None:
+        self._read = read
+        self._lock = threading.Lock()
+        self._fact: Fact[T] | None = None
+
+    def __call__(self) -> Fact[T]:
+        with self._lock:
+            if self._fact is None:
+                self._fact = self._read()
+            return self._fact
+
+
+@dataclass(frozen=True)
 class WindowsHostFacts:
     target: str
     services: Fact[WindowsServices]
@@ -658,6 +783,7 @@ class WindowsHostFacts:
     sector_size: Fact[SectorSize]
     networks: Fact[LocalNetworks]
     firewall: Fact[str]  # the JSON of linkgate.firewall.windows.FIREWALL_SCRIPT, for evaluate_windows
+    cluster: Deferred[FailoverCluster]  # read when a check first asks (SQL Server 2016 only)
 
 
 def _powershell(shell: Shell, script: str, parse: Callable[[str], T]) -> tuple[T, tuple[Evidence, ...]]:
@@ -681,7 +807,10 @@ def _powershell(shell: Shell, script: str, parse: Callable[[str], T]) -> tuple[T
 def read_windows_host(
     host: Any, target: str, *, instance: str = "MSSQLSERVER", log_path: str = "C:\\"
 ) -> WindowsHostFacts:
-    """Every Windows host fact the gate uses, one PowerShell call each; the evidence shows the decoded script."""
+    """Every Windows host fact the gate uses, one PowerShell call each; the evidence shows the decoded script.
+
+    The failover cluster (SQL Server 2016 only) is read when a check first asks for it.
+    """
     shell = Shell(host, target)
     return WindowsHostFacts(
         target=target,
@@ -697,7 +826,101 @@ def read_windows_host(
         ),
         networks=shell.fact("the host's addresses", lambda s: _powershell(s, NETWORKS_SCRIPT, parse_networks)),
         firewall=shell.fact("Windows Firewall", lambda s: _powershell(s, FIREWALL_SCRIPT, lambda t: (_json(t), t)[1])),
+        cluster=Deferred(
+            lambda: shell.fact("the failover cluster", lambda s: _powershell(s, CLUSTER_SCRIPT, parse_cluster))
+        ),
     )
+
+
+# --- the SSMS client (spec CLIENT-01) -----------------------------------------------------------------
+
+SSMS_SCRIPT = (
+    "$ErrorActionPreference = 'Stop'\n"
+    "$keys = 'HKLM:\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\*', "
+    "'HKLM:\\SOFTWARE\\Wow6432Node\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\*'\n"
+    "$msi = @(Get-ItemProperty -Path $keys -ErrorAction SilentlyContinue | "
+    "Where-Object { $_.DisplayName -like 'Microsoft SQL Server Management Studio*' } | "
+    "ForEach-Object { [pscustomobject]@{ name=[string]$_.DisplayName; version=[string]$_.DisplayVersion } })\n"
+    "$vswhere = Join-Path ${env:ProgramFiles(x86)} 'Microsoft Visual Studio\\Installer\\vswhere.exe'\n"
+    "$vs = @(); $hasVswhere = Test-Path -LiteralPath $vswhere\n"
+    "if ($hasVswhere) { $vs = @(& $vswhere -products Microsoft.VisualStudio.Product.SSMS "
+    "-property installationVersion | ForEach-Object { [string]$_ }) }\n"
+    "@{computer=$env:COMPUTERNAME; uninstall=$msi; vswhere_present=$hasVswhere; vswhere=$vs} "
+    "| ConvertTo-Json -Depth 4 -Compress"
+)
+"""Spec CLIENT-01 in one call: SSMS up to 20 from the Uninstall registry keys (64-bit and Wow6432Node,
+DisplayVersion), SSMS 21 and later from the Visual Studio installer's vswhere (installationVersion)."""
+
+SSMS_MINIMUM = (19, 0)
+
+
+@dataclass(frozen=True)
+class SsmsInstall:
+    """One SSMS. Its release number comes from the Uninstall entry's DisplayName ("… - 18.12.1") when it has one:
+    up to 18.x the DisplayVersion is a build number of another series (18.12.1 is 15.0.18420.0), from 19 on the
+    two agree (19.0.2 is 19.0.20209.0); vswhere's installationVersion is the release's own."""
+
+    source: str  # "uninstall" (SSMS ≤ 20) or "vswhere" (SSMS 21+)
+    name: str
+    version: tuple[int, ...]
+    build: str = ""
+
+    @property
+    def version_text(self) -> str:
+        return ".".join(map(str, self.version))
+
+
+@dataclass(frozen=True)
+class SsmsInventory:
+    """Every SQL Server Management Studio installed on the client machine, however it was installed."""
+
+    computer: str
+    installs: tuple[SsmsInstall, ...]
+
+    @property
+    def newest(self) -> SsmsInstall | None:
+        return max(self.installs, key=lambda i: i.version, default=None)
+
+    @property
+    def supported(self) -> bool:
+        """SSMS 19.0 or later is installed (the article: "Download SSMS version 19.0, or later")."""
+        newest = self.newest
+        return newest is not None and newest.version[:2] >= SSMS_MINIMUM
+
+
+def _version(text: str) -> tuple[int, ...]:
+    parts = re.findall(r"\d+", text.split()[0] if text.split() else "")
+    if not parts:
+        raise ValueError(f"not a version number: {text!r}")
+    return tuple(int(p) for p in parts)
+
+
+def parse_ssms(text: str) -> SsmsInventory:
+    data = _json(text)
+    installs = []
+    for entry in _list(data.get("uninstall")):
+        name, build = str(entry.get("name") or ""), str(entry.get("version") or "").strip()
+        release = re.search(r"-\s*(\d+(?:\.\d+)+)\s*$", name)
+        if release or build:  # an entry with neither tells no version
+            installs.append(SsmsInstall("uninstall", name, _version(release.group(1) if release else build), build))
+    installs += [
+        SsmsInstall("vswhere", "SQL Server Management Studio", _version(str(v)), str(v).strip())
+        for v in _list(data.get("vswhere"))
+        if str(v).strip()
+    ]
+    return SsmsInventory(str(data.get("computer") or ""), tuple(installs))
+
+
+@dataclass(frozen=True)
+class ClientHostFacts:
+    target: str
+    ssms: Fact[SsmsInventory]
+
+
+def read_client_host(host: Any, target: str) -> ClientHostFacts:
+    """The facts of the machine that runs SSMS (a Windows client or server), one PowerShell call."""
+    shell = Shell(host, target)
+    return ClientHostFacts(target, shell.fact("the installed SSMS", lambda s: _powershell(s, SSMS_SCRIPT, parse_ssms)))
 
 
 # --- the SQL Server host, whichever its OS ------------------------------------------------------------

@@ -8,6 +8,8 @@ fails, the whole target is `TargetUnreachable`.
 from __future__ import annotations
 
 import datetime as dt
+import ntpath
+import posixpath
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +17,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from linkgate.probes import sql_queries as q
-from linkgate.probes.facts import Fact, TargetUnreachable
+from linkgate.probes.facts import Fact, FactUnavailable, TargetUnreachable
 from linkgate.probes.odbc import OdbcSession, QueryFailed, Rows
 from linkgate.versions import Build, parse_build
 
@@ -105,6 +107,18 @@ class Wsfc:
     clusters: tuple[dict[str, Any], ...]
     members: tuple[dict[str, Any], ...]
     system_grants: frozenset[str]
+    local_node: str | None = None  # SERVERPROPERTY('ComputerNamePhysicalNetBIOS')
+
+    def local_member_state(self) -> str | None:
+        """The state (UP, DOWN, …) of the cluster member SQL Server runs on; None when it is not a member.
+
+        Member names are NetBIOS computer names, which Windows compares case-insensitively.
+        """
+        wanted = (self.local_node or "").lower()
+        for member in self.members:
+            if str(member.get("member_name") or "").lower() == wanted:
+                return str(member.get("member_state_desc") or "")
+        return None
 
 
 @dataclass(frozen=True)
@@ -156,6 +170,8 @@ class DatabaseFacts:
     tde: Fact[Tde]
     storage: Fact[StorageFeatures]
     availability_groups: Fact[AgMembership]
+    accelerated_recovery: Fact[bool | None]  # None: the database does not exist; not read before 2019
+    log_file_paths: Fact[tuple[str, ...]]  # physical_name of each log file (sys.master_files)
 
 
 @dataclass(frozen=True)
@@ -328,9 +344,43 @@ def _host_info(rows: Rows) -> HostInfo:
     )
 
 
-def _wsfc(clusters: Rows, members: Rows, grants: Rows) -> Wsfc:
+def _wsfc(clusters: Rows, members: Rows, grants: Rows, machine: Rows) -> Wsfc:
     granted = frozenset(str(d["permission_name"]) for d in grants.dicts() if str(d["state_desc"]).startswith("GRANT"))
-    return Wsfc(tuple(clusters.dicts()), tuple(members.dicts()), granted)
+    node = (machine.one() or {}).get("physical_node")
+    return Wsfc(tuple(clusters.dicts()), tuple(members.dicts()), granted, str(node) if node else None)
+
+
+def _accelerated_recovery(rows: Rows) -> bool | None:
+    d = rows.one()
+    return None if d is None else bool(d.get("is_accelerated_database_recovery_on"))
+
+
+def _log_file_paths(rows: Rows) -> tuple[str, ...]:
+    return tuple(str(d["physical_name"]) for d in rows.dicts() if d.get("physical_name"))
+
+
+def log_directory(read: Callable[[], SqlServerFacts], databases: tuple[str, ...]) -> str | None:
+    """The directory of the first declared database's (first) log file, or None when it can't be read.
+
+    The host checks read the sector size of the volume holding the log (HOST-L-04, HOST-W-04); a Windows
+    path (drive letter or backslash) is split the Windows way, anything else the POSIX way. `read` returns
+    the server's cached facts; a SQL Server that can't be read yields None, so the host facts fall back to
+    the default data directory instead of failing with SQL Server's error.
+    """
+    if not databases:
+        return None
+    try:
+        facts = read()
+    except FactUnavailable:
+        return None
+    if databases[0] not in facts.databases:
+        return None
+    fact = facts.databases[databases[0]].log_file_paths
+    if fact.error is not None or not fact.value:
+        return None
+    path = fact.value[0]
+    windows = "\\" in path or re.match(r"^[A-Za-z]:", path) is not None
+    return (ntpath if windows else posixpath).dirname(path) or None
 
 
 def _tde(rows: Rows) -> Tde:
@@ -416,7 +466,7 @@ def read_sql_server(session: OdbcSession, databases: tuple[str, ...]) -> SqlServ
     second = _Batch(session)
     host = second.add(q.HOST_INFO) if major >= 14 or not major else None
     wsfc = (
-        [second.add(q.WSFC_CLUSTER), second.add(q.WSFC_MEMBERS), second.add(q.WSFC_SYSTEM_GRANTS)]
+        [second.add(sql) for sql in (q.WSFC_CLUSTER, q.WSFC_MEMBERS, q.WSFC_SYSTEM_GRANTS, q.SERVER_MACHINE)]
         if major == 13
         else []
     )
@@ -430,6 +480,8 @@ def read_sql_server(session: OdbcSession, databases: tuple[str, ...]) -> SqlServ
                 for sql in (q.XTP_AND_FILESTREAM, q.LOG_FILES, q.FILETABLES, q.MEMORY_OPTIMIZED_TABLES)
             ],
             second.add(bind(q.AVAILABILITY_GROUPS, name)),
+            second.add(bind(q.ACCELERATED_RECOVERY, name)) if major >= 15 else None,
+            second.add(bind(q.LOG_FILE_PATHS, name)),
         )
         for name in databases
     }
@@ -460,8 +512,12 @@ def read_sql_server(session: OdbcSession, databases: tuple[str, ...]) -> SqlServ
                 tde=second.fact(f"the encryption state of {name}", _tde, tde),
                 storage=second.fact(f"the files and filegroups of {name}", _storage, *storage),
                 availability_groups=second.fact(f"the availability groups of {name}", _availability_groups, ags),
+                accelerated_recovery=second.fact(f"accelerated database recovery in {name}", _accelerated_recovery, adr)
+                if adr is not None
+                else _not_read(f"accelerated database recovery in {name}", target, None),
+                log_file_paths=second.fact(f"the log file of {name}", _log_file_paths, logs),
             )
-            for name, (state, backup, tde, storage, ags) in per_db.items()
+            for name, (state, backup, tde, storage, ags, adr, logs) in per_db.items()
         },
     )
     return _with_counters(facts, session)

@@ -76,6 +76,24 @@ JOIN sys.database_recovery_status drs ON drs.database_id = d.database_id
 WHERE d.name = ?;
 """
 
+ACCELERATED_RECOVERY = """
+SELECT name, is_accelerated_database_recovery_on FROM sys.databases WHERE name = ?;
+"""
+"""Only sent to SQL Server 2019 (major 15) and later: the column does not exist before."""
+
+LOG_FILE_PATHS = """
+SELECT d.name AS db, mf.physical_name
+FROM sys.master_files mf JOIN sys.databases d ON d.database_id = mf.database_id
+WHERE mf.type = 1 AND d.name = ?
+ORDER BY mf.file_id;
+"""
+"""The log files' paths (HOST-L-04/HOST-W-04 read the sector size of the volume holding the first one)."""
+
+SERVER_MACHINE = """
+SELECT CAST(SERVERPROPERTY('ComputerNamePhysicalNetBIOS') AS nvarchar(128)) AS physical_node;
+"""
+"""The Windows node SQL Server runs on now: the local member of its failover cluster (2016, SQL-07)."""
+
 LAST_FULL_BACKUP = """
 SELECT TOP (1) bs.backup_finish_date, bs.recovery_model, bs.is_copy_only, bs.has_backup_checksums,
        bs.checkpoint_lsn, bs.database_backup_lsn

@@ -32,6 +32,18 @@ DUCKDB_TYPES = {
 }
 
 
+STATEMENT_TERMINATING = frozenset({229, 297, 300})
+"""Permission errors: SQL Server ends the statement and runs the batch on (Erland Sommarskog, "Error and
+Transaction Handling in SQL Server", part 2: statement-termination). Every other error the lab raises ends
+the batch: compile errors before anything ran, 208 (deferred name resolution) and run-time ones where they
+happen."""
+
+
+def statement_terminating(items: tuple[SqlError, ...] | list[SqlError]) -> bool:
+    """Whether a statement that failed with `items` lets the rest of its batch run."""
+    return bool(items) and all(e.number in STATEMENT_TERMINATING for e in items)
+
+
 def invalid_object(name: str) -> SqlError:
     return SqlError(208, f"Invalid object name '{name}'.")
 

@@ -77,7 +77,8 @@ TRACE_COLUMNS = tuple(Column(n, SqlType.SMALLINT) for n in ("TraceFlag", "Status
 
 
 class Failed(Exception):
-    """A statement failed with one or more SQL Server errors (the batch ends here)."""
+    """A statement failed with one or more SQL Server errors: the batch ends here, unless all of them are
+    statement-terminating (errors.STATEMENT_TERMINATING), when it runs on with the next statement."""
 
     def __init__(self, *items: SqlError) -> None:
         super().__init__(items[0].message)
@@ -187,7 +188,9 @@ class EngineSession:
                         217, "Maximum stored procedure, function, trigger, or view nesting level exceeded (limit 32)."
                     )
                 )
-            for i, node in enumerate(split_batch(sql)):
+            nodes = split_batch(sql)
+            self._compile(nodes, params)
+            for i, node in enumerate(nodes):
                 self._node(node, params, out, first=i == 0)
         finally:
             self._depth -= 1
@@ -227,7 +230,71 @@ class EngineSession:
             out.append(errors.from_duckdb(e))
         return out
 
+    def _compile(self, nodes: Sequence[Node], params: Mapping[str, Any]) -> None:
+        """What SQL Server does before a batch runs: compile it, so that a compile error (102, 195, 207…)
+        fails it with nothing run and nothing sent. Statements SQL Server compiles only when reached are
+        left to run time: names it cannot resolve yet (208, deferred name resolution), #temp tables, @variables,
+        and whatever follows a USE (it compiles in the other database)."""
+        for node in nodes:
+            if isinstance(node, IfStatement):
+                self._compile([n for n in (node.then, node.otherwise) if n is not None], params)
+            elif isinstance(node, Block):
+                self._compile(node.body, params)
+            else:
+                text = node.text.strip().rstrip(";").strip()
+                head = text.split(None, 1)[0].upper() if text.split() else ""
+                if head == "USE":
+                    return
+                if head in _NOT_COMPILED or TRANSACTION.match(text) or _looks_like_procedure(text):
+                    continue
+                if head in ("CREATE", "DROP") and ddl.handles(text):
+                    continue
+                try:
+                    translated = translate(text, self._database)
+                except SqlError as e:
+                    if e.number == errors.invalid_object("").number:
+                        continue
+                    raise
+                self._bind_check(translated)
+
+    def _bind_check(self, t: Translated) -> None:
+        """A query DuckDB cannot bind (a column no view has: 207) fails the batch before it runs.
+
+        Binding depends on the statement's text alone (the storage tables' columns are the same for every
+        instance), so each statement is planned once per process; statements reading #temp tables or
+        @variables bind only when they run."""
+        if t.kind != "select" or t.params or _TEMP_TABLE in t.sql:
+            return
+        if t.sql not in _BIND_ERRORS:
+            self._instance.load(t.storages)
+            self._sync(t.variables)
+            found: SqlError | None = None
+            try:
+                self._con.execute("EXPLAIN " + t.sql, self._bind(t, {}))
+            except (duckdb.BinderException, duckdb.ParserException) as e:
+                found = errors.from_duckdb(e)
+            except duckdb.Error:
+                found = None  # a run-time failure (a conversion folded while planning): it happens when it runs
+            if len(_BIND_ERRORS) >= _BIND_CACHE_SIZE:
+                _BIND_ERRORS.clear()
+            _BIND_ERRORS[t.sql] = found
+        error = _BIND_ERRORS[t.sql]
+        if error is not None:
+            raise Failed(error)
+
     def _node(self, node: Node, params: Mapping[str, Any], out: list[Outcome], *, first: bool) -> None:
+        try:
+            self._run_node(node, params, out, first=first)
+        except Failed as e:
+            if not errors.statement_terminating(e.items):
+                raise
+            out.extend(e.items)
+        except SqlError as e:
+            if not errors.statement_terminating((e,)):
+                raise
+            out.append(e)
+
+    def _run_node(self, node: Node, params: Mapping[str, Any], out: list[Outcome], *, first: bool) -> None:
         if isinstance(node, Statement):
             self._statement(node.text.strip().rstrip(";").strip(), params, out, first=first)
         elif isinstance(node, IfStatement):
@@ -584,6 +651,12 @@ class EngineSession:
 
 
 _UNSET = object()
+_NOT_COMPILED = frozenset({"SET", "DBCC", "EXEC", "EXECUTE", "DECLARE", "PRINT", "INSERT"})
+"""Statements `_compile` leaves to run time: answered here without a query, or (INSERT) only into #temp tables."""
+_TEMP_TABLE = "temp.main."
+_BIND_ERRORS: dict[str, SqlError | None] = {}
+"""Translated statement → the compile error DuckDB's binder gives it (None: it binds); see `_bind_check`."""
+_BIND_CACHE_SIZE = 4096
 _ROW_SET_VARIABLES = frozenset({"lg_i", "lg_instance"})
 """Variables that only pick the instance's rows: the catalog's `contents()` stands for them in a result's key."""
 

@@ -399,7 +399,7 @@ class _Translator:
                 name = inner.name.lower()
                 return GLOBALS[name][1] if name in GLOBALS else CONSTANT_GLOBALS.get(name, (0, None))[1]
             return VariableColumn(e.name.lower())
-        if isinstance(e, exp.CurrentUser):
+        if isinstance(e, exp.CurrentUser | exp.CurrentSchema):
             return SYSNAME
         if isinstance(e, exp.CurrentTimestamp):
             return Column("", SqlType.DATETIME)
@@ -469,6 +469,8 @@ class _Translator:
             return _sql("getvariable('lg_login')")
         if isinstance(node, exp.CurrentTimestamp):
             return _sql("current_localtimestamp()")
+        if isinstance(node, exp.CurrentSchema):  # T-SQL's SCHEMA_NAME([id]), not DuckDB's current_schema()
+            return _schema_name(node.this)
         if isinstance(node, exp.ObjectId):
             if not isinstance(node.this, exp.Literal | exp.National):
                 return exp.Null()
@@ -552,7 +554,10 @@ _I = "getvariable('lg_i')"
 def _serverproperty(db: str, n: int) -> str | None:
     if n != 1:
         return None
-    return f"(SELECT v FROM lab.server_properties WHERE lg_i = {_I} AND k = lower(CAST(__A0__ AS VARCHAR)))"
+    return (
+        f"(SELECT lg_f.lg_value FROM (SELECT k AS lg_key, v AS lg_value FROM lab.server_properties "
+        f"WHERE lg_i = {_I}) AS lg_f WHERE lg_f.lg_key = lower(CAST(__A0__ AS VARCHAR)))"
+    )
 
 
 def _is_srvrolemember(db: str, n: int) -> str | None:
@@ -562,10 +567,13 @@ def _is_srvrolemember(db: str, n: int) -> str | None:
     return (
         f"(CASE WHEN lower(CAST(__A0__ AS VARCHAR)) NOT IN ({_ROLES}) THEN NULL "
         f"WHEN lower(CAST(__A0__ AS VARCHAR)) = 'public' THEN 1 "
-        f"WHEN EXISTS (SELECT 1 FROM lab.sys_server_role_members m "
+        f"WHEN EXISTS (SELECT 1 FROM (SELECT lower(r.name) AS lg_role, lower(l.name) AS lg_member "
+        f"FROM lab.sys_server_role_members m "
         f"JOIN lab.sys_server_principals r ON r.lg_i = m.lg_i AND r.principal_id = m.role_principal_id "
         f"JOIN lab.sys_server_principals l ON l.lg_i = m.lg_i AND l.principal_id = m.member_principal_id "
-        f"WHERE m.lg_i = {_I} AND r.name = CAST(__A0__ AS VARCHAR) AND l.name = {login}) THEN 1 ELSE 0 END)"
+        f"WHERE m.lg_i = {_I}) AS lg_f "
+        f"WHERE lg_f.lg_role = lower(CAST(__A0__ AS VARCHAR)) AND lg_f.lg_member = lower({login})) "
+        f"THEN 1 ELSE 0 END)"
     )
 
 
@@ -573,17 +581,19 @@ def _is_rolemember(db: str, n: int) -> str | None:
     if n not in (1, 2):
         return None
     user = "coalesce(CAST(__A1__ AS VARCHAR), getvariable('lg_user'))" if n == 2 else "getvariable('lg_user')"
-    role = "CAST(__A0__ AS VARCHAR)"
+    role = "lower(CAST(__A0__ AS VARCHAR))"
     return (
-        f"(CASE WHEN NOT EXISTS (SELECT 1 FROM lab.sys_database_principals WHERE lg_i = {_I} AND lg_db = '{db}' "
-        f"AND type = 'R' AND name = {role}) THEN NULL "
-        f"WHEN lower({role}) = 'public' OR (lower({role}) = 'db_owner' AND {user} = 'dbo') THEN 1 "
-        f"WHEN EXISTS (SELECT 1 FROM lab.sys_database_role_members m "
+        f"(CASE WHEN NOT EXISTS (SELECT 1 FROM (SELECT lower(name) AS lg_role FROM lab.sys_database_principals "
+        f"WHERE lg_i = {_I} AND lg_db = '{db}' AND type = 'R') AS lg_r WHERE lg_r.lg_role = {role}) THEN NULL "
+        f"WHEN {role} = 'public' OR ({role} = 'db_owner' AND lower({user}) = 'dbo') THEN 1 "
+        f"WHEN EXISTS (SELECT 1 FROM (SELECT lower(r.name) AS lg_role, lower(u.name) AS lg_member "
+        f"FROM lab.sys_database_role_members m "
         f"JOIN lab.sys_database_principals r ON r.lg_i = m.lg_i AND r.lg_db = m.lg_db "
         f"AND r.principal_id = m.role_principal_id "
         f"JOIN lab.sys_database_principals u ON u.lg_i = m.lg_i AND u.lg_db = m.lg_db "
         f"AND u.principal_id = m.member_principal_id "
-        f"WHERE m.lg_i = {_I} AND m.lg_db = '{db}' AND r.name = {role} AND u.name = {user}) THEN 1 ELSE 0 END)"
+        f"WHERE m.lg_i = {_I} AND m.lg_db = '{db}') AS lg_f "
+        f"WHERE lg_f.lg_role = {role} AND lg_f.lg_member = lower({user})) THEN 1 ELSE 0 END)"
     )
 
 
@@ -598,20 +608,55 @@ def _has_perms_by_name(db: str, n: int) -> str | None:
     )
 
 
+_DATABASES = (
+    f"(SELECT name AS lg_name, lower(name) AS lg_key, database_id AS lg_id FROM lab.sys_databases "
+    f"WHERE lg_i = {_I}) AS lg_f"
+)
+"""The instance's databases under names no statement uses: an argument such as `DB_NAME(database_id)` is
+then a column of the calling query, evaluated row by row, never one of the lookup's own."""
+
+
 def _db_id(db: str, n: int) -> str | None:
     if n == 0:
-        return f"(SELECT database_id FROM lab.sys_databases WHERE lg_i = {_I} AND name = '{db}')"
+        return f"(SELECT lg_f.lg_id FROM {_DATABASES} WHERE lg_f.lg_key = '{db}')"
     if n == 1:
-        return f"(SELECT database_id FROM lab.sys_databases WHERE lg_i = {_I} AND name = CAST(__A0__ AS VARCHAR))"
+        return f"(SELECT lg_f.lg_id FROM {_DATABASES} WHERE lg_f.lg_key = lower(CAST(__A0__ AS VARCHAR)))"
     return None
 
 
 def _db_name(db: str, n: int) -> str | None:
     if n == 0:
-        return f"(SELECT name FROM lab.sys_databases WHERE lg_i = {_I} AND name = '{db}')"
+        return f"(SELECT lg_f.lg_name FROM {_DATABASES} WHERE lg_f.lg_key = '{db}')"
     if n == 1:
-        return f"(SELECT name FROM lab.sys_databases WHERE lg_i = {_I} AND database_id = __A0__)"
+        return f"(SELECT lg_f.lg_name FROM {_DATABASES} WHERE lg_f.lg_id = __A0__)"
     return None
+
+
+FIXED_SCHEMAS = {
+    1: "dbo",
+    2: "guest",
+    3: "INFORMATION_SCHEMA",
+    4: "sys",
+    16384: "db_owner",
+    16385: "db_accessadmin",
+    16386: "db_securityadmin",
+    16387: "db_ddladmin",
+    16389: "db_backupoperator",
+    16390: "db_datareader",
+    16391: "db_datawriter",
+    16392: "db_denydatareader",
+    16393: "db_denydatawriter",
+}
+"""The schemas every database has, with the ids SQL Server gives them; the lab's databases have no others."""
+
+
+def _schema_name(argument: exp.Expr | None) -> exp.Expr:
+    """SCHEMA_NAME(): the caller's default schema (guest's is guest, everyone else's dbo in the lab);
+    SCHEMA_NAME(id): the fixed schema with that id, else NULL — a CASE, so a column argument is read row-wise."""
+    if argument is None:
+        return _sql("(CASE WHEN getvariable('lg_user') = 'guest' THEN 'guest' ELSE 'dbo' END)")
+    whens = " ".join(f"WHEN {i} THEN '{name}'" for i, name in FIXED_SCHEMAS.items())
+    return _fill(f"(CASE __A0__ {whens} ELSE NULL END)", [argument])
 
 
 def _constant(sql: str, arities: tuple[int, ...] = (0,)) -> TemplateFn:
