@@ -154,8 +154,10 @@ def test_every_arm_prerequisite_has_a_failing_scenario() -> None:
         name.removeprefix("test_").replace("_", "-") for name in dir(checks) if name.startswith("test_azure_")
     }
     expected: set[str] = set()
-    for path in Path(SCENARIO_DIR).glob("azure-*.yaml"):
+    for path in Path(SCENARIO_DIR).glob("*.yaml"):  # an azure- scenario, or one breaking T-SQL and ARM alike
         text = path.read_text(encoding="utf-8")
-        line = next(line for line in text.splitlines() if line.startswith("expect:"))
+        line = next((line for line in text.splitlines() if line.startswith("expect:")), None)
+        if line is None:
+            continue
         expected |= {p.strip() for p in line.split("[", 1)[1].rstrip("]").split(",")}
     assert declared <= expected, declared - expected

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from linkgate.lab.engine import SimulatedInstance
-from linkgate.lab.results import SqlError
+from linkgate.lab.results import Message, Outcome, ResultSet, RowCount, SqlError
 from selftests.lab.engine_fixtures import PASSWORD, error, login, result, run, scenario, write_overlay
 
 READER = """extends: healthy
@@ -70,11 +71,65 @@ def test_classes_decide_the_sqlstate() -> None:
     assert error(run(session, "SELECT FROM")).severity == 15
 
 
-def test_an_error_ends_the_batch() -> None:
+def numbers_and_rows(outcomes: list[Outcome]) -> list[int | list[tuple[Any, ...]]]:
+    """A batch's outcomes as the client sees them in order: each error's number, each result set's rows."""
+    return [o.number if isinstance(o, SqlError) else o.rows for o in outcomes if isinstance(o, SqlError | ResultSet)]
+
+
+def test_deferred_name_resolution_ends_the_batch_at_that_statement() -> None:
+    """208: the statements before it ran and their results were sent; nothing after it runs."""
     outcomes = run(login(), "SELECT 1; SELECT * FROM sys.nosuch; SELECT 2;")
-    assert len(outcomes) == 2
-    assert isinstance(outcomes[1], SqlError)
-    assert outcomes[1].number == 208
+    assert numbers_and_rows(outcomes) == [[(1,)], 208]
+
+
+@pytest.mark.parametrize(
+    ("batch", "number"),
+    [
+        ("SELECT 1 AS a; SELECT nosuch FROM sys.databases; SELECT 2 AS b", 207),
+        ("PRINT 'ran'; SELECT d.nosuch FROM sys.databases d", 207),
+        ("SELECT 1 AS a; SELECT NOSUCHFUNC(1)", 195),
+        ("SELECT 1 AS a; SELECT FROM WHERE", 102),
+        ("SELECT 1 AS a; IF 1 = 0 SELECT nosuch FROM sys.databases", 207),
+        ("SELECT 1 AS a; IF 1 = 0 BEGIN SELECT 2 AS b; SELECT nosuch FROM sys.databases END", 207),
+    ],
+)
+def test_a_compile_error_fails_the_batch_before_anything_runs(batch: str, number: int) -> None:
+    """SQL Server compiles the whole batch first: a missing column, function or a syntax error anywhere in it
+    (a branch never taken included) is the batch's only outcome."""
+    outcomes = run(login(), batch)
+    assert numbers_and_rows(outcomes) == [number]
+    assert not [o for o in outcomes if isinstance(o, Message)]
+
+
+def test_a_compile_error_leaves_the_session_as_it_was() -> None:
+    """Nothing ran: the #temp table the batch would have created does not exist, NOCOUNT is still off."""
+    session = login()
+    outcomes = run(session, "SET NOCOUNT ON; CREATE TABLE #t (a int); SELECT nosuch FROM sys.databases")
+    assert numbers_and_rows(outcomes) == [207]
+    assert error(run(session, "SELECT a FROM #t")).number == 208
+    assert [o for o in run(session, "CREATE TABLE #t (a int)") if isinstance(o, RowCount)] == [RowCount(None)]
+    assert [o.count for o in run(session, "INSERT INTO #t VALUES (1)") if isinstance(o, RowCount)] == [1]
+
+
+def test_what_sql_server_compiles_only_when_reached_fails_there() -> None:
+    """Columns of a #temp table created in the batch, and statements after a USE, bind when they run: the
+    statements before them have run and sent their results."""
+    session = login()
+    temp = run(session, "CREATE TABLE #late (a int); SELECT 1 AS x; SELECT nosuch FROM #late")
+    assert numbers_and_rows(temp) == [[(1,)], 207]
+    used = run(session, "SELECT 1 AS x; USE SalesDB; SELECT nosuch FROM sys.tables")
+    assert numbers_and_rows(used) == [[(1,)], 207]
+
+
+def test_permission_errors_end_the_statement_and_the_batch_runs_on(reader: SimulatedInstance) -> None:
+    """229 and 300/297 are statement-terminating: the next statements still run and send their rows."""
+    session = reader.login("reader", PASSWORD, None)
+    outcomes = run(
+        session,
+        "SELECT 1 AS a; SELECT * FROM msdb.dbo.backupset; SELECT sqlserver_start_time FROM sys.dm_os_sys_info; "
+        "SELECT 2 AS b; SELECT * FROM sys.nosuch; SELECT 3 AS c",
+    )
+    assert numbers_and_rows(outcomes) == [[(1,)], 229, 300, 297, [(2,)], 208]
 
 
 def test_view_server_state_denied_is_300_then_297(reader: SimulatedInstance) -> None:

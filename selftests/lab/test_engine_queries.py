@@ -316,7 +316,7 @@ def test_mi_01_02_engine_edition_and_update_policy() -> None:
     update = result(run(session, "SELECT CAST(SERVERPROPERTY('ProductUpdateType') AS nvarchar(128));"))
     assert shape(update) == [("", NV, 128)]
     assert update.rows == [("CU",)]
-    always = login("mi01", "mi-always-up-to-date-mi-primary")
+    always = login("mi01", "azure-always-up-to-date-mi-primary")
     assert result(run(always, "SELECT CAST(SERVERPROPERTY('ProductUpdateType') AS nvarchar(128));")).rows == [
         ("Continuous",)
     ]
@@ -518,7 +518,8 @@ def test_role_membership_functions_of_a_column_are_evaluated_row_by_row() -> Non
         )
     )
     expected = {name for (name,) in members.rows}
-    assert expected and "public" not in expected
+    assert expected
+    assert "public" not in expected
     for sql in (
         "SELECT name, IS_SRVROLEMEMBER('sysadmin', name) FROM sys.server_principals",
         "SELECT l.name, IS_SRVROLEMEMBER(N'SysAdmin', l.name) FROM sys.server_principals l",

@@ -18,7 +18,7 @@ from linkgate.lab.engine import SimulatedInstance, writes
 from linkgate.lab.tds.server import LabSqlServer
 from linkgate.probes import sql_queries as q
 from linkgate.probes.facts import Fact
-from linkgate.probes.odbc import OdbcSession
+from linkgate.probes.odbc import OdbcSession, QueryFailed, Rows
 from linkgate.probes.sql import bind, read_managed_instance, read_sql_server
 from selftests.lab.engine_fixtures import PASSWORD, PASSWORD_VARIABLE, lab_password, scenario, write_overlay
 
@@ -123,6 +123,61 @@ def test_catalog_functions_of_a_column_read_row_by_row_through_the_driver(
         assert {"master", "SalesDB"} <= {r[0] for r in named}
         ids = cursor.execute("SELECT DB_ID(name), database_id FROM sys.databases WHERE name = ?", "SalesDB").fetchall()
         assert [tuple(r) for r in ids] == [(5, 5)]
+
+
+def test_a_permission_error_mid_batch_through_the_driver_and_the_gates_query_batch(
+    driver: OdbcDriver, served: tuple[SimulatedInstance, str, int]
+) -> None:
+    """The lab runs on after a 229, as SQL Server does; pyodbc raises it at nextset() and then drops the
+    batch's later result sets (it frees the statement), so query_batch re-runs what it had not read, one by
+    one: each statement still gets its own rows or its own error."""
+    instance, host, port = served
+    statements = ("SELECT 1 AS a", "SELECT backup_set_id FROM msdb.dbo.backupset", "SELECT 2 AS b")
+    with connect(driver, served, user="reader") as cnxn:
+        cursor = cnxn.cursor()
+        cursor.execute("\n".join(statements))
+        assert [tuple(r) for r in cursor.fetchall()] == [(1,)]
+        with pytest.raises(pyodbc.Error) as denied:
+            cursor.nextset()
+        assert "(229)" in denied.value.args[1]
+        assert not cursor.nextset()  # what the server sent after the error never reaches pyodbc
+    conn = Connection(
+        server=host,
+        port=port,
+        auth=Auth.SQL,
+        user="reader",
+        password_env=PASSWORD_VARIABLE,
+        driver=driver.kind,
+        encrypt=Encrypt.MANDATORY,
+        trust_server_certificate=True,
+        server_certificate=None,
+        host_name_in_certificate=None,
+    )
+    session = OdbcSession("lab/sql01", conn, Timeouts(connect=5, query=10))
+    try:
+        with lab_password():
+            first, second, third = session.query_batch(statements)
+    finally:
+        session.close()
+    assert isinstance(first, Rows)
+    assert first.rows == [(1,)]
+    assert isinstance(second, QueryFailed)
+    assert "(229)" in str(second)
+    assert isinstance(third, Rows)
+    assert third.rows == [(2,)]
+    assert session.round_trips == 3
+    assert [e.text for e in instance.log()[-2:]] == list(statements[1:])
+
+
+def test_a_compile_error_fails_the_whole_batch_at_execute(
+    driver: OdbcDriver, served: tuple[SimulatedInstance, str, int]
+) -> None:
+    """A missing column anywhere in the batch: execute() itself raises 207, no result set comes first."""
+    with connect(driver, served) as cnxn:
+        with pytest.raises(pyodbc.Error) as column:
+            cnxn.cursor().execute("SELECT 1 AS a; SELECT nosuch FROM sys.databases")
+        assert column.value.args[0] == "42S22"
+        assert "(207)" in column.value.args[1]
 
 
 def test_errors_reach_the_client_with_their_sqlstate(

@@ -322,3 +322,14 @@ def test_a_spec_spanning_two_blocks_cannot_move() -> None:
         with pytest.raises(LabConflict, match=r"the lab cannot move either: its addresses span more than one /21"):
             second.start()
         assert first.offset == 0
+
+
+def test_a_relocatable_lab_leaves_its_home_block_to_fixed_address_labs() -> None:
+    """Self-test labs relocate even when the scenario's block is free, so `pytest --env demo` never meets them."""
+    spec = load_hosts(Plan.of(6).hosts())
+    with LabHosts(spec, relocate=True) as moved:
+        assert moved.offset != 0
+        with LabHosts(spec) as fixed:  # the scenario's own addresses are still free
+            assert fixed.offset == 0
+            assert ssh(fixed).check_output("hostname") == "sql01"
+        assert ssh(moved).check_output("hostname") == "sql01"

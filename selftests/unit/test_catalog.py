@@ -23,10 +23,9 @@ SPEC_TABLE_IDS = (
     *(f"NET-{n:02d}" for n in range(1, 5)),
     "CLIENT-01",
 )
-# CLIENT-01 (SSMS version) is being added by another helper in parallel; remove it from here once it lands.
-EXPECTED_MISSING = frozenset({"CLIENT-01"})
+EXPECTED_MISSING: frozenset[str] = frozenset()  # spec ids knowingly left without a prerequisite: none
 REMEDIATION_FIELDS = {"target", "database", "server", "instance", "endpoint_port", "login", "sql_ip", "mi_name",
-                      "mi_fqdn", "mi_subnet", "direction", "agent_service"}
+                      "mi_fqdn", "mi_subnet", "direction", "agent_service", "engine_service"}
 
 
 @pytest.fixture(scope="module")

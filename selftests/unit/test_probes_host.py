@@ -473,11 +473,11 @@ def test_agent_service_check(instance: str, sample_name: str, message: str | Non
 
 def test_service_remediations_name_the_named_instances_services() -> None:
     engine = prereq_of_check("test_host_windows_services")
-    named = engine.remediation_for(server="sql02", instance="SALES")
-    assert "else { 'MSSQL$SALES' }; Set-Service -Name $name -StartupType Automatic; Start-Service -Name $name" in named
-    assert "Set-Service -Name 'SALES'" not in named  # the instance name is not a service name
-    default = engine.remediation_for(server="sql02", instance="MSSQLSERVER")
-    assert "if ('MSSQLSERVER' -eq 'MSSQLSERVER') { 'MSSQLSERVER' }" in default
+    named = engine.remediation_for(server="sql02", instance="SALES", engine_service="MSSQL$SALES")
+    assert named.endswith("Set-Service -Name 'MSSQL$SALES' -StartupType Automatic; Start-Service -Name 'MSSQL$SALES'")
+    assert "'SALES'" not in named  # the instance name is not a service name
+    default = engine.remediation_for(server="sql02", instance="MSSQLSERVER", engine_service="MSSQLSERVER")
+    assert default.endswith("Start-Service -Name 'MSSQLSERVER'")
     agent = prereq_of_check("test_host_windows_agent_service")
     assert agent.severity.value == "recommended"
     assert agent.remediation_for(server="sql02", agent_service="SQLAgent$SALES").endswith(

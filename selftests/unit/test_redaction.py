@@ -23,3 +23,14 @@ def test_connection_string_passwords_are_masked_even_when_unknown() -> None:
 def test_longer_secret_wins_over_its_prefix() -> None:
     r = Redactor(["secret-one", "secret-one-and-more"])
     assert r.redact("x secret-one-and-more y") == f"x {MASK} y"
+
+
+def test_a_quoted_tsql_password_is_masked_whole_but_a_placeholder_is_kept() -> None:
+    """A real password in T-SQL evidence goes, quotes and spaces included; the remediation's '<…>' stays readable."""
+    r = Redactor()
+    assert r.redact("CREATE MASTER KEY ENCRYPTION BY PASSWORD = 'my secret pw';") == (
+        f"CREATE MASTER KEY ENCRYPTION BY PASSWORD={MASK};"
+    )
+    fix = "USE master; CREATE MASTER KEY ENCRYPTION BY PASSWORD = '<strong password>';"
+    assert r.redact(fix) == fix
+    assert "hunter2" not in r.redact("PASSWORD = '<x>hunter2'")

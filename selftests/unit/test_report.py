@@ -9,7 +9,17 @@ from pathlib import Path
 from _pytest.reports import TestReport
 
 from linkgate.redaction import Redactor
-from linkgate.report import REPORT_ATTRIBUTE, Record, html_summary, summary, unchecked, verdict, write_summary
+from linkgate.report import (
+    REPORT_ATTRIBUTE,
+    Record,
+    html_summary,
+    matrix,
+    summary,
+    terminal_lines,
+    unchecked,
+    verdict,
+    write_summary,
+)
 
 
 def record(pid: str, target: str, outcome: str, severity: str = "required", message: str = "") -> Record:
@@ -83,3 +93,31 @@ def test_html_summary_shows_verdict_and_matrix_escaped() -> None:
     assert "<th>sql01</th><th>sql02</th>" in html
     assert "<script>x</script>" not in html
     assert "&lt;script&gt;" in html
+
+
+def test_matrix_puts_what_blocks_first_then_warnings_then_waivers_then_the_rest_by_id() -> None:
+    records = [record("a-passes", "s", "passed"), record("b-waived", "s", "waived"),
+               record("c-warns", "s", "warning", "recommended"), record("d-fails", "s", "passed"),
+               record("d-fails", "t", "failed"), record("e-errors", "s", "error"),
+               record("f-na", "s", "not-applicable")]
+    targets, rows = matrix(records)
+    assert targets == ["s", "t"]
+    assert [row[0] for row in rows] == ["d-fails", "e-errors", "c-warns", "b-waived", "a-passes", "f-na"]
+
+
+def test_terminal_names_each_finding_with_its_fix_and_what_went_unchecked() -> None:
+    failed = Record("sql-master-key", "t", "sql01", "required", "failed", "no master key\nsecond line",
+                    remediation="CREATE MASTER KEY …\nmore")
+    warned = Record("sql-agent-running", "t", "sql01", "recommended", "warning", "Agent stopped",
+                    remediation="Start the Agent")
+    errored = Record("mi-engine-edition", "t", "mi01", "required", "error", "Login timeout expired",
+                     remediation="Fix the edition")
+    lines = terminal_lines([failed, warned, errored, record("azure-permissions", "mi01", "not-applicable")], "prod")
+    text = "\n".join(lines)
+    assert "sql-master-key [sql01] (required): no master key" in text
+    assert "second line" not in text  # one line each
+    assert "more" not in text
+    assert "      fix: CREATE MASTER KEY …" in lines
+    assert "      fix: Start the Agent" in lines  # pytest prints nothing for a warning: this is its only fix line
+    assert "Fix the edition" not in text  # an error's fix is to reach the target; its reason is shown
+    assert lines[-1] == "  unchecked (applied to no target): azure-permissions"

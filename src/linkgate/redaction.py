@@ -10,7 +10,15 @@ import re
 from collections.abc import Iterable
 
 MASK = "********"
-_KEYWORDS = re.compile(r"(?i)\b(PWD|Password|ClientSecret|client_secret)\s*=\s*(\{[^}]*\}|[^;\s]*)")
+_KEYWORDS = re.compile(r"(?i)\b(PWD|Password|ClientSecret|client_secret)\s*=\s*(\{[^}]*\}|'[^']*'|[^;\s]*)")
+_PLACEHOLDER = re.compile(r"'<[^'<>]*>'")  # T-SQL in a remediation: PASSWORD = '<strong password>'
+
+
+def _mask_keyword(m: re.Match[str]) -> str:
+    """`PWD=…`, `PASSWORD = '…'` masked whole (quotes included); a remediation's placeholder is no secret."""
+    if _PLACEHOLDER.fullmatch(m.group(2)):
+        return m.group(0)
+    return f"{m.group(1)}={MASK}"
 
 
 class Redactor:
@@ -35,7 +43,7 @@ class Redactor:
             done = text
             for s in self._secrets:
                 done = done.replace(s, MASK)
-            done = _KEYWORDS.sub(lambda m: f"{m.group(1)}={MASK}", done)
+            done = _KEYWORDS.sub(_mask_keyword, done)
             if len(self._memo) >= self.MEMO_LIMIT:
                 self._memo.clear()
             self._memo[text] = done

@@ -19,9 +19,8 @@ LINK_TRACE_FLAGS = frozenset({1800, 9567})
     severity=Severity.REQUIRED,
     spec="HOST-W-01",
     applies=WINDOWS,
-    remediation="On the host of {server}, in PowerShell (the service is MSSQLSERVER, or MSSQL$<name> for a named "
-    "instance): $name = if ('{instance}' -eq 'MSSQLSERVER') {{ 'MSSQLSERVER' }} else {{ 'MSSQL${instance}' }}; "
-    "Set-Service -Name $name -StartupType Automatic; Start-Service -Name $name",
+    remediation="On the host of {server}, in PowerShell: Set-Service -Name '{engine_service}' -StartupType Automatic; "
+    "Start-Service -Name '{engine_service}'",
 )
 def test_host_windows_services(sql_host: SqlHostView) -> None:
     """The SQL Server service is running and starts automatically.

@@ -693,13 +693,20 @@ class LabHosts:
         return str(_shift(ipaddress.IPv4Address(address), self.offset))
 
     def _choose_addresses(self) -> None:
-        """Keep the scenario's addresses, or with `relocate` the first free block; LabConflict when none is free."""
+        """Keep the scenario's addresses, or with `relocate` take the first free other block; LabConflict when
+        none is free.
+
+        A relocatable lab (the self-tests' labs) never takes the scenario's own block, even when free: that block
+        belongs to the fixed-address labs (`pytest --env demo`, `serve` without --ephemeral-ports), which would
+        otherwise fail to start whenever a self-test lab happened to run at the same moment.
+        """
         routes = nx.routes()
         clash = _clash(self._scenario_spec, routes)
-        if clash is None:
+        if clash is None and not self._relocate:
             return
         if not self._relocate:
-            raise LabConflict(clash)
+            raise LabConflict(clash or "")
+        clash = clash or "the scenario's own block is left to fixed-address labs"
         offsets = _offsets(self._scenario_spec)
         for offset in offsets:
             candidate = self._scenario_spec.shifted(offset)

@@ -189,7 +189,7 @@ class EngineSession:
                     )
                 )
             nodes = split_batch(sql)
-            self._compile(nodes, params)
+            self._compile(nodes)
             for i, node in enumerate(nodes):
                 self._node(node, params, out, first=i == 0)
         finally:
@@ -230,21 +230,23 @@ class EngineSession:
             out.append(errors.from_duckdb(e))
         return out
 
-    def _compile(self, nodes: Sequence[Node], params: Mapping[str, Any]) -> None:
+    def _compile(self, nodes: Sequence[Node]) -> bool:
         """What SQL Server does before a batch runs: compile it, so that a compile error (102, 195, 207…)
         fails it with nothing run and nothing sent. Statements SQL Server compiles only when reached are
         left to run time: names it cannot resolve yet (208, deferred name resolution), #temp tables, @variables,
-        and whatever follows a USE (it compiles in the other database)."""
+        and whatever follows a USE (it compiles in the other database). False: a USE stopped it."""
         for node in nodes:
             if isinstance(node, IfStatement):
-                self._compile([n for n in (node.then, node.otherwise) if n is not None], params)
+                if not self._compile([n for n in (node.then, node.otherwise) if n is not None]):
+                    return False
             elif isinstance(node, Block):
-                self._compile(node.body, params)
+                if not self._compile(node.body):
+                    return False
             else:
                 text = node.text.strip().rstrip(";").strip()
                 head = text.split(None, 1)[0].upper() if text.split() else ""
                 if head == "USE":
-                    return
+                    return False
                 if head in _NOT_COMPILED or TRANSACTION.match(text) or _looks_like_procedure(text):
                     continue
                 if head in ("CREATE", "DROP") and ddl.handles(text):
@@ -256,6 +258,7 @@ class EngineSession:
                         continue
                     raise
                 self._bind_check(translated)
+        return True
 
     def _bind_check(self, t: Translated) -> None:
         """A query DuckDB cannot bind (a column no view has: 207) fails the batch before it runs.
