@@ -94,6 +94,7 @@ class HostSpec:
     password_env: str | None
     ssh_config: str | None
     known_hosts: str | None
+    winrm_http: bool = False  # WinRM over HTTP (5985, NTLM-encrypted messages) instead of HTTPS (5986)
 
     def testinfra_spec(self) -> str:
         """The testinfra host spec, without any secret (secrets go in as keyword arguments)."""
@@ -374,7 +375,8 @@ def _connection(r: _Reader, spec: dict[str, Any], key: str) -> Connection:
     )
 
 
-HOST_KEYS = {"backend", "address", "user", "port", "identity_file", "password_env", "ssh_config", "known_hosts"}
+HOST_KEYS = {"backend", "address", "user", "port", "identity_file", "password_env", "ssh_config", "known_hosts",
+             "winrm_http"}
 
 
 def _host(r: _Reader, value: Any, key: str) -> HostSpec | None:
@@ -386,6 +388,8 @@ def _host(r: _Reader, value: Any, key: str) -> HostSpec | None:
         raise r.fail(_join(key, "backend"), f"expected one of ssh, paramiko, winrm, local, got {backend!r}")
     if backend != "local" and "address" not in spec:
         raise r.fail(_join(key, "address"), f"required with backend {backend}")
+    if "winrm_http" in spec and backend != "winrm":
+        raise r.fail(_join(key, "winrm_http"), f"only for backend winrm, not {backend}")
     return HostSpec(
         backend=backend,
         address=r.optional_string(spec.get("address"), _join(key, "address")),
@@ -395,6 +399,7 @@ def _host(r: _Reader, value: Any, key: str) -> HostSpec | None:
         password_env=r.secret_env(spec.get("password_env"), _join(key, "password_env")),
         ssh_config=_path(r, spec.get("ssh_config"), _join(key, "ssh_config")),
         known_hosts=_path(r, spec.get("known_hosts"), _join(key, "known_hosts")),
+        winrm_http=r.boolean(spec.get("winrm_http", False), _join(key, "winrm_http")),
     )
 
 

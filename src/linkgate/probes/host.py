@@ -135,6 +135,7 @@ def open_host(spec: HostSpec, target: str, *, timeout: float) -> Any:
         backend = KnownHostsParamikoBackend(hostspec.split("://", 1)[1], spec.known_hosts, **kwargs)
         return testinfra.host.Host(backend)
     if spec.backend == "winrm":
+        kwargs["no_ssl"] = spec.winrm_http
         kwargs["operation_timeout_sec"] = max(1, int(timeout))
         kwargs["read_timeout_sec"] = max(2, int(timeout) + 1)
     return testinfra.get_host(hostspec, **kwargs)
