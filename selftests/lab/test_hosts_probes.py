@@ -4,6 +4,7 @@ verdicts agree with what the kernel really does to a connection."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import warnings
 from collections.abc import Iterator
@@ -17,9 +18,12 @@ from linkgate.environment import HostSpec
 from linkgate.firewall.flows import Flow
 from linkgate.lab import netns as nx
 from linkgate.lab.hosts import LabHosts, load_hosts
+from linkgate.lab.runner import Lab
+from linkgate.lab.scenario import load_scenario
 from linkgate.probes.facts import TargetUnreachable
 from linkgate.probes.host import FirewallKind, Shell, open_host, read_firewall, read_linux_host, read_networks
 from linkgate.probes.net import diagnose, overlaps, read_resolution, read_tcp
+from selftests.e2e.harness import run_pytest_gate
 from selftests.lab.test_hosts import CONF, MI_FQDN, NODE, Plan, ssh
 
 pytestmark = [
@@ -29,6 +33,7 @@ pytestmark = [
 ]
 
 HEALTHY = Plan.of(10)
+HOST_CHECKS = ("tests/host", "tests/network")
 
 
 def inbound(p: Plan) -> Flow:
@@ -205,3 +210,25 @@ def test_a_declared_known_hosts_is_checked_strictly_over_paramiko(lab: LabHosts,
     wrong.write_text(f"{address} {other_key.decode()}\n")
     with pytest.raises(TargetUnreachable, match="BadHostKeyException"):
         open_with(wrong).run("echo ok")
+
+
+def _logins(log: Path) -> int:
+    """ssh connections that logged in, as sshd counts them (LogLevel INFO: one "Accepted publickey" line each)."""
+    return sum("Accepted publickey for root" in line for line in log.read_text(errors="replace").splitlines())
+
+
+@pytest.mark.parametrize(("workers", "most"), [("0", 1), ("2", 2)])
+def test_the_gate_uses_one_ssh_connection_per_host_and_worker(tmp_path: Path, workers: str, most: int) -> None:
+    """Every host and network check of one SQL Server host, run by the real gate, shares one ssh connection per
+    worker process: facts are read once and the on-demand network questions reuse the same client."""
+    with Lab(load_scenario("healthy"), ephemeral_ports=True) as lab:
+        env = lab.write_environment(tmp_path / "lab.yaml")
+        log = lab.hosts.sshd_log("sql01")
+        before = _logins(log)
+        proc = run_pytest_gate(env, tmp_path / "reports", *HOST_CHECKS, "-n", workers)
+        logins = _logins(log) - before
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    summary = json.loads((tmp_path / "reports" / "summary.json").read_text())
+    on_host = {r["prerequisite"] for r in summary["records"] if r["target"] == "sql01" and r["outcome"] == "passed"}
+    assert len(on_host) >= 10, on_host  # the host's facts and network questions were really asked over ssh
+    assert 1 <= logins <= most, f"{logins} ssh logins to sql01 for {len(on_host)} host checks on {workers} worker(s)"

@@ -60,7 +60,10 @@ from linkgate.probes.net import (
     TcpConnect,
     azure_endpoints,
     diagnose,
+    listeners_script,
     overlaps,
+    parse_listeners,
+    read_listeners,
     read_resolution,
     read_tcp,
 )
@@ -427,6 +430,45 @@ def test_failover_clustering_unreadable_is_an_error_with_evidence() -> None:
     assert '"cluster_module":false' in recorder.items[0].result  # what the host answered is shown
 
 
+endpoint_checks: Any = _gate_module("host/test_endpoint.py")
+
+
+@pytest.mark.parametrize(
+    ("sample_name", "message"),
+    [
+        ("listeners-5022-dual-stack.json", None),
+        ("listeners-5022-none.json", "nothing listens on TCP 5022 on the host of sql02"),
+        ("listeners-5022-loopback.json", "TCP 5022 listens on 127.0.0.1 only: loopback"),
+    ],
+)
+def test_endpoint_listener_check(sample_name: str, message: str | None) -> None:
+    view, recorder = windows_view("MSSQLSERVER", {listeners_script(5022): sample(sample_name)})
+    if message is None:
+        endpoint_checks.test_host_endpoint_listener(view)
+    else:
+        with pytest.raises(AssertionError) as caught:
+            endpoint_checks.test_host_endpoint_listener(view)
+        assert str(caught.value).split("\nassert ")[0] == message
+    (evidence,) = recorder.items  # the listing it decided on, the script decoded
+    assert evidence.command.endswith(listeners_script(5022))
+
+
+def test_endpoint_listener_applies_where_sql_server_has_a_mirroring_endpoint() -> None:
+    prereq: Prereq = endpoint_checks.test_host_endpoint_listener.pytestmark[0].args[0]
+
+    class Context:
+        def __init__(self, endpoints: tuple[str, ...]) -> None:
+            self.endpoints = endpoints
+
+        def fact(self, name: str) -> object:
+            assert name == "sql.endpoints"
+            return self.endpoints
+
+    assert prereq.applies.holds(Context(("Hadr_endpoint",)))  # type: ignore[arg-type]
+    assert not prereq.applies.holds(Context(()))  # type: ignore[arg-type]
+    assert prereq.applies.description == "a database mirroring endpoint already exists"
+
+
 def test_failover_clustering_applies_to_sql_server_2016_on_windows_only() -> None:
     prereq = prereq_of_check("test_host_windows_failover_clustering")
     assert (prereq.id, prereq.severity.value, prereq.spec) == (
@@ -495,8 +537,13 @@ def test_remediation_values_name_the_instances_services(
     monkeypatch.setenv("LG_TEST_PW", "s3cret-value")
     text = VALID.replace("    host_os: linux\n", f"    host_os: windows\n    instance: {instance}\n")
     env = load_environment(write(tmp_path, text))
-    gate = Gate(env, Options(tmp_path, fail_on_recommended=False, active_probes=False, today=dt.date(2026, 1, 1)),
-                FactsCache(env), Redactor(), is_controller=True)
+    gate = Gate(
+        env,
+        Options(tmp_path, fail_on_recommended=False, active_probes=False, today=dt.date(2026, 1, 1)),
+        FactsCache(env),
+        Redactor(),
+        is_controller=True,
+    )
     (target,) = targets_for(env, Kind.HOST)
     values = remediation_values(gate, target)
     assert (values["engine_service"], values["agent_service"]) == (engine, agent)
@@ -650,6 +697,59 @@ def test_resolution_and_tcp_from_the_local_host() -> None:
     assert evidence[0].command == f"timeout 3 bash -c '</dev/tcp/127.0.0.1/{port}'"
     with pytest.raises(ValueError, match="not a host name"):
         read_tcp(shell, "127.0.0.1/1; reboot", 1)
+
+
+def test_listeners_from_the_local_host_follow_a_real_socket() -> None:
+    """`ss` run on this machine: a socket bound to loopback is found, and reported as loopback only; closed, gone."""
+    shell = Shell(testinfra.get_host("local://"), "localhost")
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        found, evidence = read_listeners(shell, port)
+    gone, _ = read_listeners(shell, port)
+    assert found.addresses == ("127.0.0.1",)
+    assert (found.listening, found.loopback_only) == (True, True)
+    assert (gone.listening, gone.loopback_only) == (False, False)
+    assert evidence[0].command == f"ss -Hltn 'sport = :{port}'"
+    assert f"127.0.0.1:{port}" in evidence[0].result
+
+
+def test_missing_ss_is_a_fact_error_that_names_it() -> None:
+    class NoSs:
+        def run(self, command: str) -> _Result:
+            return _Result(127, "", "bash: ss: command not found")
+
+    fact = HostNetwork(Shell(NoSs(), "sql01")).listeners(5022)
+    assert fact.error == "ss cannot list the listeners on TCP 5022: ss (iproute2) is not installed"
+    assert fact.evidence[0].command == "ss -Hltn 'sport = :5022'"
+
+
+def test_listeners_script_asks_get_nettcpconnection_for_listeners_as_an_array() -> None:
+    script = listeners_script(5022)
+    assert "Get-NetTCPConnection -LocalPort 5022 -State Listen" in script
+    assert "ConvertTo-Json -InputObject $l -Compress" in script  # none is [], not an empty answer
+
+
+@pytest.mark.parametrize(
+    ("sample_name", "addresses", "loopback_only"),
+    [
+        ("listeners-5022-one.json", ("0.0.0.0",), False),
+        ("listeners-5022-dual-stack.json", ("[::]", "0.0.0.0"), False),
+        ("listeners-5022-none.json", (), False),
+        ("listeners-5022-loopback.json", ("127.0.0.1",), True),
+    ],
+)
+def test_windows_listeners_parse(sample_name: str, addresses: tuple[str, ...], loopback_only: bool) -> None:
+    found = parse_listeners(sample(sample_name), 5022)
+    assert (found.addresses, found.loopback_only) == (addresses, loopback_only)
+
+
+def test_windows_listeners_of_another_port_or_not_json_are_refused() -> None:
+    with pytest.raises(ValueError, match="not a listener on TCP 5023"):
+        parse_listeners(sample("listeners-5022-one.json"), 5023)
+    with pytest.raises(ValueError, match="did not answer in JSON"):
+        parse_listeners("WARNING: x", 5022)
 
 
 def test_a_dead_transport_is_target_unreachable() -> None:

@@ -29,6 +29,7 @@ from linkgate.views import (
     ManagedInstanceView,
     SqlHostView,
     SqlServerView,
+    log_sector_reader,
 )
 
 
@@ -60,9 +61,14 @@ def evidence() -> EvidenceRecorder:
 
 @pytest.fixture
 def sql_server(pytestconfig: pytest.Config, linkgate_target: Target, evidence: EvidenceRecorder) -> SqlServerView:
-    """The SQL Server under check; connecting happens once per worker, for every target at once."""
-    facts = _gate(pytestconfig).cache.sql_server(linkgate_target.server)
-    return SqlServerView(linkgate_target.server, facts, evidence)
+    """The SQL Server under check; connecting happens once per worker, for every target at once.
+
+    Its host's log-volume sector size (trace flag 1800) is read only if a check asks, and only when declared.
+    """
+    gate = _gate(pytestconfig)
+    facts = gate.cache.sql_server(linkgate_target.server)
+    reader = log_sector_reader(gate.cache, gate.environment.sql_servers[linkgate_target.server])
+    return SqlServerView(linkgate_target.server, facts, evidence, log_sector=reader)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from linkgate.environment import SqlServer
 from linkgate.firewall.flows import Flow, Verdict
@@ -31,7 +32,7 @@ from linkgate.probes.host import (
     WindowsServices,
     read_local_epoch,
 )
-from linkgate.probes.net import HostNetwork, Resolution, TcpConnect
+from linkgate.probes.net import HostNetwork, Listeners, Resolution, TcpConnect
 from linkgate.probes.sql import (
     AgentState,
     AgMembership,
@@ -53,15 +54,35 @@ from linkgate.probes.sql import (
     Wsfc,
 )
 
+if TYPE_CHECKING:  # an annotation only: the fixtures hand the gate's cache in
+    from linkgate.gather import FactsCache
+
+LogSectorReader = Callable[[], Fact[SectorSize] | None]
+"""Reads the sector-size fact of a SQL Server's declared host on demand (None: no host is declared)."""
+
 
 class SqlServerView:
     """A SQL Server's facts, as one check sees them."""
 
-    def __init__(self, name: str, facts: SqlServerFacts, recorder: EvidenceRecorder) -> None:
+    def __init__(
+        self,
+        name: str,
+        facts: SqlServerFacts,
+        recorder: EvidenceRecorder,
+        *,
+        log_sector: LogSectorReader | None = None,
+    ) -> None:
+        """`log_sector` reaches the declared host's log-volume sector size (`log_sector_reader`); without it
+        `log_sector_size` is None, as when no host is declared."""
         self.name = name
         self._facts = facts
         self._use = recorder.use
         self._recorder = recorder
+        self._log_sector = log_sector
+
+    def note(self, text: str) -> None:
+        """Say something with the check's outcome even when it passes: why a pass needed no fix."""
+        self._recorder.note(text)
 
     @property
     def login(self) -> Login:
@@ -112,8 +133,43 @@ class SqlServerView:
     def start_time(self) -> dt.datetime:
         return self._use(self._facts.start_time)
 
+    @property
+    def log_sector_size(self) -> int | None:
+        """The physical sector size of the log volume in bytes, as the declared host reports it (HOST-L-04,
+        HOST-W-04); None when no host is declared, or the host or the size can't be read.
+
+        Read on first use through the gate's cache (the host checks share the read): a SQL Server check that
+        consults it must never fail or error because the host is out of reach, so errors count as unknown.
+        """
+        if self._log_sector is None:
+            return None
+        try:
+            fact = self._log_sector()
+        except FactUnavailable:  # the host is unreachable: the size is unknown, not the SQL check's failure
+            return None
+        if fact is None or fact.error is not None:
+            return None
+        return self._use(fact).physical
+
     def database(self, name: str) -> DatabaseView:
         return DatabaseView(name, self._facts.databases[name], self._recorder)
+
+
+def log_sector_reader(cache: FactsCache, server: SqlServer) -> LogSectorReader:
+    """How a SqlServerView reaches its host's log-volume sector size without becoming a host check.
+
+    A check that asked for the `sql_host` fixture would be fanned out over hosts (targets.FANOUT_FIXTURES);
+    this reader lets a SQL Server check consult the host lazily, through the same cached read the host checks use.
+    """
+
+    def read() -> Fact[SectorSize] | None:
+        if server.host is None:
+            return None
+        host, _ = cache.sql_host(server.name)
+        facts = host.linux or host.windows
+        return None if facts is None else facts.sector_size
+
+    return read
 
 
 class DatabaseView:
@@ -293,6 +349,10 @@ class SqlHostView:
     def connect(self, host: str, port: int) -> TcpConnect:
         """A TCP connection attempt from this host to host:port."""
         return self._use(self._network.connect(host, port))
+
+    def listeners(self, port: int) -> Listeners:
+        """What listens on local TCP `port` of this host (ss on Linux, Get-NetTCPConnection on Windows)."""
+        return self._use(self._network.listeners(port))
 
 
 class ActiveProbesView:

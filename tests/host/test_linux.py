@@ -5,12 +5,14 @@ from __future__ import annotations
 from linkgate.catalog import Severity, prereq
 from linkgate.conditions import host_os_is
 from linkgate.environment import HostOS
+from linkgate.probes.facts import FactUnavailable
 from linkgate.probes.host import MssqlConf
 from linkgate.views import SqlHostView, SqlServerView
 
 LINUX = host_os_is(HostOS.LINUX)
 MSSQL_CONF = "https://learn.microsoft.com/sql/linux/sql-server-linux-configure-mssql-conf"
 LINK_TRACE_FLAGS = frozenset({1800, 9567})
+MI_SECTOR_BYTES = 4096  # the managed instance's log sector size: trace flag 1800 aligns other disks to it
 
 
 @prereq(
@@ -66,7 +68,19 @@ def test_host_mssql_conf_traceflags(sql_host: SqlHostView) -> None:
     """
     conf = sql_host.mssql_conf
     missing = sorted(LINK_TRACE_FLAGS - conf.trace_flags)
+    if missing == [1800] and _log_sector_bytes(sql_host) == MI_SECTOR_BYTES:
+        sql_host.note(f"{conf.path} lacks trace flag 1800, which a log volume with 4096-byte physical sectors (the "
+                      "managed instance's) does not need")
+        return
     assert not missing, f"{conf.path} does not persist trace flag(s) {', '.join(map(str, missing))}"
+
+
+def _log_sector_bytes(sql_host: SqlHostView) -> int | None:
+    """The log volume's physical sector size, or None when the host can't tell (then 1800 is simply missing)."""
+    try:
+        return sql_host.sector_size.physical
+    except FactUnavailable:
+        return None
 
 
 @prereq(

@@ -1,17 +1,25 @@
 """Network prerequisites, asked from the SQL Server host where the link's traffic starts (spec NET-01, NET-02,
-NET-04 and ARM-07)."""
+NET-04 and ARM-07), and the managed instance's FQDN and subnet that they use, checked against Resource Manager."""
 
 from __future__ import annotations
 
+import ipaddress
+
+from linkgate.azure_rules import ipv4_prefixes
 from linkgate.catalog import Severity, prereq
+from linkgate.conditions import Condition
 from linkgate.environment import Environment
 from linkgate.firewall.flows import Flow
+from linkgate.probes.azure import AzureView
 from linkgate.probes.net import azure_endpoints, diagnose, overlaps
 from linkgate.views import ManagedInstanceView, SqlHostView
 
 MI_ENDPOINT_PORT = 5022
 HADR_PORTS = range(11000, 12000)
 NETWORKING = "https://learn.microsoft.com/azure/azure-sql/managed-instance/managed-instance-link-preparation#configure-network-connectivity"
+AZURE = Condition(
+    "the environment declares its Azure resources (azure:)", lambda ctx: ctx.environment.azure is not None
+)
 
 
 @prereq(
@@ -32,6 +40,47 @@ def test_net_mi_fqdn_in_subnet(sql_host: SqlHostView, environment: Environment) 
     assert resolved.addresses, f"{mi.fqdn} does not resolve on {sql_host.name}"
     outside = resolved.outside(mi.subnet)
     assert not outside, f"{mi.fqdn} resolves to {', '.join(map(str, outside))}, outside {mi.subnet}"
+
+
+@prereq(
+    "net-mi-fqdn-matches-arm",
+    severity=Severity.REQUIRED,
+    spec="NET-01, ARM-01",
+    applies=AZURE,
+    docs=NETWORKING,
+    remediation="Set managed_instance.fqdn in the environment file to the fullyQualifiedDomainName Resource Manager "
+    "reports for {mi_name} (az sql mi show -g <resource group> -n <instance> --query fullyQualifiedDomainName)",
+)
+def test_net_mi_fqdn_matches_arm(azure: AzureView, environment: Environment) -> None:
+    """The managed instance FQDN the environment file declares is the one Resource Manager reports for it.
+
+    The resolution and TCP checks ask about the declared name; the link uses the instance's own (spec NET-01).
+    """
+    declared, reported = environment.managed_instance.fqdn, azure.instance.fqdn
+    assert reported, f"Resource Manager reports no fullyQualifiedDomainName for {azure.instance.name}"
+    assert declared.lower() == reported.lower(), f"the environment declares {declared}; Resource Manager: {reported}"
+
+
+@prereq(
+    "net-mi-subnet-matches-arm",
+    severity=Severity.REQUIRED,
+    spec="NET-01, ARM-05",
+    applies=AZURE,
+    docs=NETWORKING,
+    remediation="Set managed_instance.subnet in the environment file to the address prefix of {mi_name}'s subnet in "
+    "Resource Manager (az network vnet subnet show --ids <subnetId> --query addressPrefix)",
+)
+def test_net_mi_subnet_matches_arm(azure: AzureView, environment: Environment) -> None:
+    """The managed instance subnet the environment file declares is the prefix of its subnet in Resource Manager.
+
+    The host firewall and resolution checks judge the declared subnet; a narrower one passes rules that miss part
+    of the real subnet, a wider one accepts addresses outside it.
+    """
+    declared, reported = environment.managed_instance.subnet, ipv4_prefixes(azure.mi_subnet)
+    assert declared in {ipaddress.ip_network(p, strict=False) for p in reported}, (
+        f"the environment declares {declared}, Resource Manager reports {', '.join(reported) or 'no IPv4 prefix'} "
+        f"for {azure.mi_subnet.name}"
+    )
 
 
 @prereq(

@@ -189,20 +189,25 @@ def test_sql_2016_wsfc(sql_server: SqlServerView) -> None:
     assert wsfc.clusters, "no Windows Server failover cluster (sys.dm_hadr_cluster is empty)"
     state = wsfc.local_member_state()
     cluster = wsfc.clusters[0].get("cluster_name")
-    assert state is not None, f"{wsfc.local_node} is not a member of cluster {cluster}"
-    assert state.upper() == "UP", f"cluster node {wsfc.local_node} is {state}, not UP"
+    node = wsfc.local_node or "this computer (ComputerNamePhysicalNetBIOS unknown)"
+    assert state is not None, f"{node} is not a member of cluster {cluster}"
+    assert state.upper() == "UP", f"cluster node {node} is {state or 'in no reported state'}, not UP"
     granted = wsfc.system_grants
     missing = {"ALTER ANY AVAILABILITY GROUP", "CONNECT SQL", "VIEW SERVER STATE"} - granted
     assert not missing, f"NT AUTHORITY\\SYSTEM lacks: {', '.join(sorted(missing))}"
 
 
-def _trace_flag_check(sql_server: SqlServerView, flag: int) -> None:
+MI_SECTOR_BYTES = 4096
+"""The managed instance's log sector size (the article: trace flag 1800 isn't needed when both sides use 4 KB)."""
+
+
+def _trace_flag_check(sql_server: SqlServerView, flag: int, detail: str = "") -> None:
     running = sql_server.trace_flags
     if flag in running:
         return
     configured = flag in sql_server.startup_parameters.trace_flags
     pending = " — configured at startup: restart pending" if configured else ""
-    raise AssertionError(f"trace flag {flag} is not enabled globally{pending}")
+    raise AssertionError(f"trace flag {flag} is not enabled globally{pending}{detail}")
 
 
 @prereq(
@@ -213,11 +218,22 @@ def _trace_flag_check(sql_server: SqlServerView, flag: int) -> None:
     "1800 on), then restart SQL Server.",
 )
 def test_sql_trace_flag_1800(sql_server: SqlServerView) -> None:
-    """Trace flag 1800 is enabled globally.
+    """Trace flag 1800 is enabled globally, unless the log volume already has 4 KB physical sectors.
 
-    It aligns log I/O to 4 KB sectors when the two sides' disks differ; it is not needed if both use 4 KB.
+    It aligns log I/O to the managed instance's 4 KB sectors; when the declared host reports 4096-byte sectors
+    under the log (host-log-sector-size) it isn't needed, and the check passes with a note (spec: INFO).
     """
-    _trace_flag_check(sql_server, 1800)
+    if 1800 in sql_server.trace_flags:
+        return
+    sector = sql_server.log_sector_size  # None: no host declared, or it couldn't be read
+    if sector == MI_SECTOR_BYTES:
+        sql_server.note(
+            f"trace flag 1800 is off but not needed: the log volume of {sql_server.name} has 4096-byte physical "
+            "sectors, as the managed instance does"
+        )
+        return
+    known = f" (the log volume's physical sectors are {sector} bytes, the managed instance's 4096)" if sector else ""
+    _trace_flag_check(sql_server, 1800, known)
 
 
 @prereq(
@@ -268,7 +284,8 @@ def test_sql_trace_flags_persisted(sql_server: SqlServerView) -> None:
 def test_sql_agent_running(sql_server: SqlServerView) -> None:
     """SQL Server Agent is running with Agent XPs enabled.
 
-    The article's connectivity tests run as Agent jobs; so does the SSMS network checker.
+    The article's connectivity tests run as Agent jobs; so does the SSMS network checker. Recommended, not the
+    spec's conditional-required, since only those tests need it.
     """
     agent = sql_server.agent
     assert agent.agent_xps == 1, f"Agent XPs is {agent.agent_xps}: SQL Server Agent is disabled"
@@ -286,7 +303,8 @@ def test_sql_agent_running(sql_server: SqlServerView) -> None:
 def test_sql_agent_job_permission(sql_server: SqlServerView) -> None:
     """The login can create SQL Server Agent jobs (sysadmin or msdb SQLAgentOperatorRole).
 
-    The article's connectivity test creates a job on SQL Server.
+    The article's connectivity test creates a job on SQL Server; recommended, not the spec's conditional-required,
+    since only that test and the SSMS network checker need it.
     """
     assert sql_server.login.is_sysadmin or sql_server.is_agent_operator, (
         f"{sql_server.login.name!r} is neither sysadmin nor in msdb's SQLAgentOperatorRole"

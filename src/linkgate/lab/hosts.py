@@ -614,6 +614,13 @@ class LabHosts:
         """An ssh_config naming the key and known_hosts, for testinfra's ssh backend (`ssh -F`)."""
         return self.state / "ssh_config"
 
+    def sshd_log(self, machine: str) -> Path:
+        """What the machine's sshd writes (-e: its log on stderr, at LogLevel INFO): one "Accepted publickey for
+        root" line per ssh connection that logged in, which is how the self-tests count the gate's connections."""
+        if not self._machine(machine).ssh:
+            raise ValueError(f"machine {machine} has no sshd (ssh: false)")
+        return self.state / machine / "sshd.log"
+
     def testinfra_spec(self, machine: str) -> str:
         """`paramiko://root@ADDRESS`: pass `ssh_identity_file=str(self.identity_file)` with it."""
         if not self._machine(machine).ssh:
@@ -834,7 +841,7 @@ class LabHosts:
             if "LISTEN" in out:
                 return
             time.sleep(0.02)
-        log = (self.state / m.name / "sshd.log").read_text(errors="replace").strip()
+        log = self.sshd_log(m.name).read_text(errors="replace").strip()
         raise RuntimeError(f"sshd on lab machine {m.name} did not start listening on port {port}: {log[-500:]}")
 
 

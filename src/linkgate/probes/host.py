@@ -657,14 +657,15 @@ class WindowsOs:
         return self.version[:2] >= (6, 2)
 
 
-def _json(text: str) -> Any:
+def ps_json(text: str) -> Any:
+    """A PowerShell script's JSON answer (a byte-order mark tolerated); anything else is a ValueError that says so."""
     try:
         return json.loads(text.lstrip("\ufeff"))
     except json.JSONDecodeError as e:
         raise ValueError(f"PowerShell did not answer in JSON ({e.msg} at character {e.pos})") from None
 
 
-def _list(value: Any) -> list[Any]:
+def ps_list(value: Any) -> list[Any]:
     """ConvertTo-Json writes a one-element array as the element itself, and none as nothing; Windows PowerShell 5.1
     writes an array held in a property as {"value": [...], "Count": n} when it is wrapped in a PSObject."""
     if value is None or value == "":
@@ -680,14 +681,14 @@ def parse_services(text: str, instance: str) -> WindowsServices:
         str(s["Name"]).upper(): WindowsService(
             str(s["Name"]), str(s.get("Status") or ""), str(s.get("StartType") or "")
         )
-        for s in _list(_json(text) if text.strip() else None)
+        for s in ps_list(ps_json(text) if text.strip() else None)
     }
     return WindowsServices(found.get(engine_name.upper()), found.get(agent_name.upper()), (engine_name, agent_name))
 
 
 def parse_startup(text: str) -> StartupParams:
-    data = _json(text)
-    args = sorted(_list(data.get("sqlargs")), key=lambda a: int(re.sub(r"\D", "", str(a.get("name"))) or 0))
+    data = ps_json(text)
+    args = sorted(ps_list(data.get("sqlargs")), key=lambda a: int(re.sub(r"\D", "", str(a.get("name"))) or 0))
     hadr = data.get("hadr_enabled")
     return StartupParams(
         str(data.get("instance_id") or ""),
@@ -697,19 +698,19 @@ def parse_startup(text: str) -> StartupParams:
 
 
 def parse_os(text: str) -> WindowsOs:
-    data = _json(text)
+    data = ps_json(text)
     version = tuple(int(p) for p in str(data.get("Version") or "0").split(".") if p.isdigit())
     product_type = data.get("ProductType")
     return WindowsOs(str(data.get("Caption") or ""), version, int(product_type) if product_type is not None else None)
 
 
 def parse_networks(text: str) -> LocalNetworks:
-    found = [ipaddress.IPv4Interface(f"{a['IPAddress']}/{a['PrefixLength']}") for a in _list(_json(text))]
+    found = [ipaddress.IPv4Interface(f"{a['IPAddress']}/{a['PrefixLength']}") for a in ps_list(ps_json(text))]
     return LocalNetworks(tuple(i for i in found if not i.ip.is_link_local))
 
 
 def parse_sector(text: str, path: str) -> SectorSize:
-    data = _json(text)
+    data = ps_json(text)
     fields = data.get("fields") or {}
     physical = fields.get("PhysicalBytesPerSectorForPerformance") or fields.get("PhysicalBytesPerSectorForAtomicity")
     logical = fields.get("LogicalBytesPerSector")
@@ -742,14 +743,14 @@ class FailoverCluster:
 def parse_cluster(text: str) -> FailoverCluster:
     """CLUSTER_SCRIPT's answer. A host with the feature but without its PowerShell module cannot say whether its
     node is up: that is an unreadable fact (ValueError), not a failed prerequisite."""
-    data = _json(text)
+    data = ps_json(text)
     installed = data.get("feature_installed")
     if installed and not data.get("cluster_module"):
         raise ValueError(
             "Failover-Clustering is installed without its PowerShell module (RSAT-Clustering-PowerShell), so "
             "Get-ClusterNode cannot list the nodes: Install-WindowsFeature RSAT-Clustering-PowerShell"
         )
-    nodes = tuple(ClusterNode(str(n.get("Name") or ""), str(n.get("State") or "")) for n in _list(data.get("nodes")))
+    nodes = tuple(ClusterNode(str(n.get("Name") or ""), str(n.get("State") or "")) for n in ps_list(data.get("nodes")))
     error = data.get("cluster_error")
     return FailoverCluster(
         str(data.get("computer") or ""),
@@ -787,7 +788,8 @@ class WindowsHostFacts:
     cluster: Deferred[FailoverCluster]  # read when a check first asks (SQL Server 2016 only)
 
 
-def _powershell(shell: Shell, script: str, parse: Callable[[str], T]) -> tuple[T, tuple[Evidence, ...]]:
+def run_powershell(shell: Shell, script: str, parse: Callable[[str], T]) -> tuple[T, tuple[Evidence, ...]]:
+    """Run one PowerShell script (encoded, through cmd.exe) and parse its JSON; the script is the evidence."""
     ran = shell.run(encoded_command(script))
     evidence = Evidence(
         shell.target,
@@ -817,18 +819,22 @@ def read_windows_host(
         target=target,
         services=shell.fact(
             "the SQL Server services",
-            lambda s: _powershell(s, services_script(instance), lambda t: parse_services(t, instance)),
+            lambda s: run_powershell(s, services_script(instance), lambda t: parse_services(t, instance)),
         ),
-        startup=shell.fact("the startup parameters", lambda s: _powershell(s, startup_script(instance), parse_startup)),
-        os=shell.fact("the operating system", lambda s: _powershell(s, OS_SCRIPT, parse_os)),
+        startup=shell.fact(
+            "the startup parameters", lambda s: run_powershell(s, startup_script(instance), parse_startup)
+        ),
+        os=shell.fact("the operating system", lambda s: run_powershell(s, OS_SCRIPT, parse_os)),
         sector_size=shell.fact(
             "the log volume's sector size",
-            lambda s: _powershell(s, sector_script(log_path), lambda t: parse_sector(t, log_path)),
+            lambda s: run_powershell(s, sector_script(log_path), lambda t: parse_sector(t, log_path)),
         ),
-        networks=shell.fact("the host's addresses", lambda s: _powershell(s, NETWORKS_SCRIPT, parse_networks)),
-        firewall=shell.fact("Windows Firewall", lambda s: _powershell(s, FIREWALL_SCRIPT, lambda t: (_json(t), t)[1])),
+        networks=shell.fact("the host's addresses", lambda s: run_powershell(s, NETWORKS_SCRIPT, parse_networks)),
+        firewall=shell.fact(
+            "Windows Firewall", lambda s: run_powershell(s, FIREWALL_SCRIPT, lambda t: (ps_json(t), t)[1])
+        ),
         cluster=Deferred(
-            lambda: shell.fact("the failover cluster", lambda s: _powershell(s, CLUSTER_SCRIPT, parse_cluster))
+            lambda: shell.fact("the failover cluster", lambda s: run_powershell(s, CLUSTER_SCRIPT, parse_cluster))
         ),
     )
 
@@ -897,16 +903,16 @@ def _version(text: str) -> tuple[int, ...]:
 
 
 def parse_ssms(text: str) -> SsmsInventory:
-    data = _json(text)
+    data = ps_json(text)
     installs = []
-    for entry in _list(data.get("uninstall")):
+    for entry in ps_list(data.get("uninstall")):
         name, build = str(entry.get("name") or ""), str(entry.get("version") or "").strip()
         release = re.search(r"-\s*(\d+(?:\.\d+)+)\s*$", name)
         if release or build:  # an entry with neither tells no version
             installs.append(SsmsInstall("uninstall", name, _version(release.group(1) if release else build), build))
     installs += [
         SsmsInstall("vswhere", "SQL Server Management Studio", _version(str(v)), str(v).strip())
-        for v in _list(data.get("vswhere"))
+        for v in ps_list(data.get("vswhere"))
         if str(v).strip()
     ]
     return SsmsInventory(str(data.get("computer") or ""), tuple(installs))
@@ -921,7 +927,8 @@ class ClientHostFacts:
 def read_client_host(host: Any, target: str) -> ClientHostFacts:
     """The facts of the machine that runs SSMS (a Windows client or server), one PowerShell call."""
     shell = Shell(host, target)
-    return ClientHostFacts(target, shell.fact("the installed SSMS", lambda s: _powershell(s, SSMS_SCRIPT, parse_ssms)))
+    ssms = shell.fact("the installed SSMS", lambda s: run_powershell(s, SSMS_SCRIPT, parse_ssms))
+    return ClientHostFacts(target, ssms)
 
 
 # --- the SQL Server host, whichever its OS ------------------------------------------------------------

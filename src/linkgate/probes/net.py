@@ -21,7 +21,7 @@ from linkgate.evidence import Evidence
 from linkgate.firewall.flows import Verdict
 from linkgate.firewall.windows import encoded_command
 from linkgate.probes.facts import Fact
-from linkgate.probes.host import CommandFailed, Shell
+from linkgate.probes.host import CommandFailed, Shell, ps_json, ps_list, run_powershell
 
 T = TypeVar("T")
 
@@ -153,6 +153,70 @@ def read_tcp_windows(shell: Shell, host: str, port: int) -> tuple[TcpConnect, tu
     return TcpConnect(host, port, "connected" if answer == "True" else "failed", answer), (evidence,)
 
 
+LOOPBACK_LISTENERS = ("127.", "[::1]", "::1", "[::ffff:127.")
+
+
+@dataclass(frozen=True)
+class Listeners:
+    """The sockets listening on one local TCP port of the host: their local addresses (0.0.0.0, [::], *,
+    198.18.1.10, …) and, on Windows, the owning process id. Empty: nothing listens there."""
+
+    port: int
+    addresses: tuple[str, ...]
+
+    @property
+    def listening(self) -> bool:
+        return bool(self.addresses)
+
+    @property
+    def loopback_only(self) -> bool:
+        """Every listener is bound to a loopback address: the port is open to the host itself only."""
+        return self.listening and all(a.startswith(LOOPBACK_LISTENERS) for a in self.addresses)
+
+
+def read_listeners(shell: Shell, port: int) -> tuple[Listeners, tuple[Evidence, ...]]:
+    """`ss -Hltn 'sport = :PORT'`: the listening TCP sockets on `port` (iproute2; no root needed without -p).
+
+    Each line reads `LISTEN 0 4096 0.0.0.0:5022 0.0.0.0:*`; the fourth column is the local address:port.
+    """
+    ran = shell.run(f"ss -Hltn {shlex.quote(f'sport = :{int(port)}')}")
+    evidence = ran.evidence(shell.target, ok=ran.rc == 0)
+    if ran.rc != 0:
+        reason = "ss (iproute2) is not installed" if ran.rc == 127 else ran.stderr.strip() or f"exit {ran.rc}"
+        raise CommandFailed(f"ss cannot list the listeners on TCP {port}: {reason}", evidence)
+    found = []
+    for line in ran.stdout.splitlines():
+        columns = line.split()
+        if len(columns) >= 4 and columns[3].rsplit(":", 1)[-1] == str(port):
+            found.append(columns[3].rsplit(":", 1)[0])
+    return Listeners(port, tuple(dict.fromkeys(found))), (evidence,)
+
+
+def listeners_script(port: int) -> str:
+    """Spec NET-03 on Windows: `Get-NetTCPConnection -LocalPort <port> -State Listen`, as a JSON array (none: [])."""
+    return (
+        "$ErrorActionPreference = 'Stop'\n"
+        f"$l = @(Get-NetTCPConnection -LocalPort {int(port)} -State Listen -ErrorAction SilentlyContinue | "
+        "Select-Object LocalAddress, LocalPort, OwningProcess)\n"
+        "ConvertTo-Json -InputObject $l -Compress"
+    )
+
+
+def parse_listeners(text: str, port: int) -> Listeners:
+    """The answer of listeners_script (an array; one object where PowerShell unwraps a single element)."""
+    found = []
+    for row in ps_list(ps_json(text or "[]")):
+        if not isinstance(row, dict) or int(row.get("LocalPort", port)) != port:
+            raise ValueError(f"not a listener on TCP {port}: {row!r}")
+        address = str(row.get("LocalAddress") or "")
+        found.append(f"[{address}]" if ":" in address else address)
+    return Listeners(port, tuple(dict.fromkeys(found)))
+
+
+def read_listeners_windows(shell: Shell, port: int) -> tuple[Listeners, tuple[Evidence, ...]]:
+    return run_powershell(shell, listeners_script(port), lambda text: parse_listeners(text, port))
+
+
 class HostNetwork:
     """Network questions asked on one host, each answered once and kept (thread-safe), as Facts.
 
@@ -164,7 +228,7 @@ class HostNetwork:
         self.shell = shell
         self.windows = windows
         self._lock = threading.Lock()
-        self._answers: dict[tuple[str, str, int], Any] = {}  # Fact[Resolution] or Fact[TcpConnect], by key
+        self._answers: dict[tuple[str, str, int], Any] = {}  # Fact[Resolution], [TcpConnect] or [Listeners], by key
 
     def _ask(
         self, key: tuple[str, str, int], what: str, read: Callable[[Shell], tuple[T, tuple[Evidence, ...]]]
@@ -181,6 +245,11 @@ class HostNetwork:
         """What `name` resolves to on this host."""
         read = read_resolution_windows if self.windows else read_resolution
         return self._ask(("resolve", name, 0), f"what {name} resolves to", lambda s: read(s, name))
+
+    def listeners(self, port: int) -> Fact[Listeners]:
+        """What listens on local TCP `port` of this host (the mirroring endpoint's port)."""
+        read = read_listeners_windows if self.windows else read_listeners
+        return self._ask(("listen", "", port), f"the listeners on TCP {port}", lambda s: read(s, port))
 
     def connect(self, host: str, port: int) -> Fact[TcpConnect]:
         """Whether TCP to host:port connects from this host."""

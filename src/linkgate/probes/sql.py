@@ -112,9 +112,12 @@ class Wsfc:
     def local_member_state(self) -> str | None:
         """The state (UP, DOWN, …) of the cluster member SQL Server runs on; None when it is not a member.
 
-        Member names are NetBIOS computer names, which Windows compares case-insensitively.
+        Member names are NetBIOS computer names, which Windows compares case-insensitively. An unknown local
+        name matches no member (not a row that lacks its name).
         """
-        wanted = (self.local_node or "").lower()
+        if not self.local_node:
+            return None
+        wanted = self.local_node.lower()
         for member in self.members:
             if str(member.get("member_name") or "").lower() == wanted:
                 return str(member.get("member_state_desc") or "")
