@@ -79,6 +79,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    # The plugin owns its marker: a checkout whose ini lacks it still runs under --strict-markers.
+    config.addinivalue_line("markers", "prereq(p): a linkgate prerequisite (set by linkgate.catalog.prereq)")
     name = config.getoption("linkgate_env")
     if not name:
         if _collects_gate(config):
