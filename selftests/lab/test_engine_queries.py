@@ -141,7 +141,7 @@ def test_sql_10_recovery_with_parameter() -> None:
         ("name", NV, 128),
         ("recovery_model_desc", NV, 60),
         ("state_desc", NV, 60),
-        ("last_log_backup_lsn", SqlType.DECIMAL, None),
+        ("last_log_backup_lsn", SqlType.NUMERIC, None),
         ("database_guid", SqlType.UNIQUEIDENTIFIER, None),
         ("is_broker_enabled", SqlType.BIT, None),
     ]
@@ -163,8 +163,8 @@ def test_sql_11_last_full_backup_with_two_parameters() -> None:
         ("recovery_model", NV, 60),
         ("is_copy_only", SqlType.BIT, None),
         ("has_backup_checksums", SqlType.BIT, None),
-        ("checkpoint_lsn", SqlType.DECIMAL, None),
-        ("database_backup_lsn", SqlType.DECIMAL, None),
+        ("checkpoint_lsn", SqlType.NUMERIC, None),
+        ("database_backup_lsn", SqlType.NUMERIC, None),
     ]
     assert rs.rows[0][:4] == (dt.datetime(2025, 11, 2, 23, 10, 5), "FULL", False, True)
 

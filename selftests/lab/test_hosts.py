@@ -189,7 +189,8 @@ def test_testinfra_reaches_the_sql_host_over_ssh_and_sees_the_labs_files(lab: La
 def test_nothing_leaks_to_the_real_etc_or_var(lab: LabHosts) -> None:
     assert MI_FQDN not in Path("/etc/hosts").read_text()
     assert not Path("/var/opt/mssql").exists()
-    assert not Path("/usr/local/sbin/systemctl").exists()
+    for stand_in in ("systemctl", "df", "lsblk"):
+        assert not Path("/usr/local/sbin", stand_in).exists()
     assert not Path("/etc/netns").joinpath(lab.netns("sql01")).exists()
 
 

@@ -21,7 +21,15 @@ from linkgate.lab.hosts import LabHosts, load_hosts
 from linkgate.lab.runner import Lab
 from linkgate.lab.scenario import load_scenario
 from linkgate.probes.facts import TargetUnreachable
-from linkgate.probes.host import FirewallKind, Shell, open_host, read_firewall, read_linux_host, read_networks
+from linkgate.probes.host import (
+    FirewallKind,
+    SectorSize,
+    Shell,
+    open_host,
+    read_firewall,
+    read_linux_host,
+    read_networks,
+)
 from linkgate.probes.net import diagnose, overlaps, read_resolution, read_tcp
 from selftests.e2e.harness import run_pytest_gate
 from selftests.lab.test_hosts import CONF, MI_FQDN, NODE, Plan, ssh
@@ -67,8 +75,7 @@ def test_linux_facts_read_over_ssh(lab: LabHosts) -> None:
     assert conf.modified is not None
     assert facts.networks.get().interfaces == (ipaddress.IPv4Interface(f"{HEALTHY.sql}/28"),)
     sector = facts.sector_size.get()
-    assert sector.path == "/var/opt/mssql/data"
-    assert sector.physical is None or sector.physical in (512, 4096)
+    assert sector == SectorSize("/var/opt/mssql/data", "/dev/sdb1", 512, 512)  # the lab's default log volume
     assert facts.firewall.get().kind is FirewallKind.NFTABLES
     commands = [e.command for e in facts.mssql_conf.evidence]
     assert commands == ["stat -c %Y -- /var/opt/mssql/mssql.conf", "cat -- /var/opt/mssql/mssql.conf"]

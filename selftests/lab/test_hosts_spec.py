@@ -8,7 +8,15 @@ from typing import Any
 
 import pytest
 
-from linkgate.lab.hosts import Action, FirewallBackend, HostsSpecError, iptables_rules, load_hosts, nft_ruleset
+from linkgate.lab.hosts import (
+    Action,
+    FirewallBackend,
+    HostsSpecError,
+    LogVolume,
+    iptables_rules,
+    load_hosts,
+    nft_ruleset,
+)
 from selftests.lab.test_hosts import Plan
 
 P = Plan("198.18.7")
@@ -40,6 +48,7 @@ def test_the_healthy_plan_loads_typed() -> None:
     assert sql.firewall.input_policy is Action.DROP
     assert sql.mssql_service is not None
     assert sql.mssql_service.port == 1433
+    assert sql.log_volume == LogVolume("/dev/sdb1", 512, 512)
     assert spec.machines["mi01"].addresses == tuple(map(ipaddress.IPv4Address, ("198.18.7.36", "198.18.7.37")))
 
 
@@ -106,6 +115,27 @@ def test_the_healthy_plan_loads_typed() -> None:
             "rules.[2].iif: expected an interface name",
         ),
         ("machines.sql01.mssql_conf", 1, "hosts.machines.sql01.mssql_conf: expected text"),
+        (
+            "machines.sql01.log_volume",
+            {"device": "sdb1"},
+            "sql01.log_volume.device: expected a device path such as /dev/sdb1, or overlay or tmpfs, got 'sdb1'",
+        ),
+        ("machines.sql01.log_volume", {"device": "/dev/sdb1; reboot"}, "log_volume.device: expected a device path"),
+        ("machines.sql01.log_volume", {"device": "/dev/"}, "log_volume.device: expected a device path"),
+        (
+            "machines.sql01.log_volume",
+            {"device": "overlay", "logical": 512},
+            "log_volume.logical: overlay is no block device: it has no sector size to declare",
+        ),
+        ("machines.sql01.log_volume", {"physical": 4000}, "log_volume.physical: expected a sector size in bytes"),
+        ("machines.sql01.log_volume", {"physical": True}, "log_volume.physical: expected a sector size in bytes"),
+        (
+            "machines.sql01.log_volume",
+            {"physical": 512, "logical": 4096},
+            "log_volume.logical: 4096 is larger than the physical sector size 512",
+        ),
+        ("machines.sql01.log_volume", {"sectors": 4096}, "log_volume.sectors: unknown key; allowed: device, logical"),
+        ("machines.mi01.log_volume", {}, "hosts.machines.mi01.log_volume: needs ssh: true"),
     ],
 )
 def test_mistakes_name_the_key(path: str, value: Any, message: str) -> None:
@@ -135,3 +165,13 @@ def test_rules_render_in_both_tools_in_order() -> None:
     assert '-A INPUT -s 198.18.7.32/28 -p tcp -m tcp --dport 5022 -m comment --comment "mi link" -j ACCEPT' in ipt
     assert "-A OUTPUT -d 198.18.7.32/28 -p tcp -m tcp --dport 11000:11999 -j REJECT" in ipt
     assert ipt[-1] == "COMMIT"
+
+
+def test_a_declared_log_volume_loads_typed_and_moves_with_the_lab() -> None:
+    declared = {"device": "/dev/nvme1n1p1", "physical": 4096, "logical": 4096}
+    spec = load_hosts(edited("machines.sql01.log_volume", declared))
+    assert spec.machines["sql01"].log_volume == LogVolume("/dev/nvme1n1p1", 4096, 4096)
+    assert spec.machines["sql01"].log_volume.name == "nvme1n1p1"
+    assert spec.shifted(2048).machines["sql01"].log_volume == spec.machines["sql01"].log_volume
+    partial = load_hosts(edited("machines.sql01.log_volume", {"physical": 4096})).machines["sql01"].log_volume
+    assert partial == LogVolume("/dev/sdb1", 4096, 512), "unset keys keep the default disk's"

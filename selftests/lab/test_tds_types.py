@@ -14,7 +14,7 @@ import pytest
 
 from linkgate.drivers import OdbcDriver
 from linkgate.lab.results import MAX, Column, ResultSet, SqlType, Variant
-from linkgate.lab.tds.columns import encode_value
+from linkgate.lab.tds.columns import encode_value, type_info
 from selftests.lab.conftest import Served, sqlstate
 
 pytestmark = pytest.mark.lab
@@ -22,6 +22,7 @@ pytestmark = pytest.mark.lab
 GUID = uuid.UUID("12345678-1234-5678-9abc-def012345678")
 IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
 SQL_SS_TIMESTAMPOFFSET = -155
+SQL_NUMERIC, SQL_DECIMAL = 2, 3
 
 # (column, value sent, value pyodbc returns): the same for both drivers, which is itself a finding.
 CASES: list[tuple[Column, Any, Any]] = [
@@ -36,6 +37,8 @@ CASES: list[tuple[Column, Any, Any]] = [
      decimal.Decimal("-1234567890123456789012345678.0123456789"),
      decimal.Decimal("-1234567890123456789012345678.0123456789")),
     (Column("decimal_int", SqlType.DECIMAL, precision=5, scale=2), 7, decimal.Decimal("7.00")),
+    (Column("numeric_lsn", SqlType.NUMERIC, precision=25, scale=0), decimal.Decimal("37000000012800001"),
+     decimal.Decimal("37000000012800001")),
     (Column("money", SqlType.MONEY), decimal.Decimal("-922337203685477.5808"),
      decimal.Decimal("-922337203685477.5808")),
     (Column("char", SqlType.CHAR, 5), "ab", "ab   "),
@@ -99,6 +102,34 @@ def test_datetimeoffset_travels_as_utc_plus_offset(serve: Callable[..., Served],
         got = cnxn.cursor().execute("select dto").fetchone()[0]
     # SQL_SS_TIMESTAMPOFFSET_STRUCT: local date and time, fraction in ns, offset hours and minutes
     assert got == (2024, 5, 6, 7, 8, 9, 123456000, 5, 30)
+
+
+LSN = Column("lsn", SqlType.NUMERIC, precision=25, scale=0)
+FRACTION = Column("fraction", SqlType.DECIMAL, precision=5, scale=2)
+
+
+def test_numeric_and_decimal_keep_their_own_type_code_in_colmetadata() -> None:
+    """NUMERICN (0x6C) for numeric, DECIMALN (0x6A) for decimal, as SQL Server sends them: the same length,
+    precision and scale follow (25 digits take 13 bytes with the sign, 5 take 5)."""
+    assert type_info(LSN) == bytes.fromhex("6c0d1900")
+    assert type_info(FRACTION) == bytes.fromhex("6a050502")
+    assert encode_value(LSN, 1) == encode_value(Column("", SqlType.DECIMAL, precision=25, scale=0), 1)
+
+
+def test_drivers_report_the_sql_type_the_wire_names(serve: Callable[..., Served], driver: OdbcDriver) -> None:
+    """Driver 18 describes a numeric column as SQL_NUMERIC and a decimal one as SQL_DECIMAL; FreeTDS reports
+    SQL_NUMERIC for both. A converter registered per SQL type code sees which one the driver chose, and the
+    SQL_NUMERIC_STRUCT it was handed (precision, scale, sign, 16-byte little-endian magnitude)."""
+    value = decimal.Decimal("37000000012800001")
+    served = serve({"select lsn, fraction": [ResultSet((LSN, FRACTION), [(value, decimal.Decimal("1.50"))])]})
+    with served.connect(driver) as cnxn:
+        for code in (SQL_NUMERIC, SQL_DECIMAL):
+            cnxn.add_output_converter(code, lambda raw, code=code: (code, *struct.unpack("<BbB16s", raw)))
+        lsn, fraction = cnxn.cursor().execute("select lsn, fraction").fetchone()
+    expected = (SQL_NUMERIC, SQL_DECIMAL) if driver.kind == "msodbc18" else (SQL_NUMERIC, SQL_NUMERIC)
+    assert (lsn[0], fraction[0]) == expected
+    assert (lsn[1:4], int.from_bytes(lsn[4], "little")) == ((25, 0, 1), int(value))
+    assert (fraction[1:4], int.from_bytes(fraction[4], "little")) == ((5, 2, 1), 150)
 
 
 def _variant_rows(value: Variant | None) -> dict[str, list[Any]]:

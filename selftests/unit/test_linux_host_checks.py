@@ -59,11 +59,19 @@ def test_1800_missing_on_a_4k_log_volume_passes_with_the_reason() -> None:
     ]
 
 
-@pytest.mark.parametrize("sector", [disk(512), SectorSize("/var/opt/mssql/data", "overlay", None, None), "df failed"])
-def test_1800_missing_elsewhere_fails_and_an_unreadable_disk_never_errors(sector: SectorSize | str) -> None:
+@pytest.mark.parametrize(
+    ("sector", "said"),
+    [
+        (disk(512), " (the log volume's physical sectors are 512 bytes, the managed instance's 4096)"),
+        (SectorSize("/var/opt/mssql/data", "overlay", None, None), ""),
+        ("df failed", ""),
+    ],
+)
+def test_1800_missing_elsewhere_fails_and_an_unreadable_disk_never_errors(sector: SectorSize | str, said: str) -> None:
     view, _ = linux_view(ONLY_9567, sector)
-    with pytest.raises(AssertionError, match=r"does not persist trace flag\(s\) 1800$"):
+    with pytest.raises(AssertionError) as caught:
         linux_checks.test_host_mssql_conf_traceflags(view)
+    assert str(caught.value) == f"/var/opt/mssql/mssql.conf does not persist trace flag(s) 1800{said}"
 
 
 def test_9567_missing_fails_even_on_a_4k_volume() -> None:

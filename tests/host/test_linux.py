@@ -68,11 +68,13 @@ def test_host_mssql_conf_traceflags(sql_host: SqlHostView) -> None:
     """
     conf = sql_host.mssql_conf
     missing = sorted(LINK_TRACE_FLAGS - conf.trace_flags)
-    if missing == [1800] and _log_sector_bytes(sql_host) == MI_SECTOR_BYTES:
+    sector = _log_sector_bytes(sql_host) if 1800 in missing else None
+    if missing == [1800] and sector == MI_SECTOR_BYTES:
         sql_host.note(f"{conf.path} lacks trace flag 1800, which a log volume with 4096-byte physical sectors (the "
                       "managed instance's) does not need")
         return
-    assert not missing, f"{conf.path} does not persist trace flag(s) {', '.join(map(str, missing))}"
+    size = f" (the log volume's physical sectors are {sector} bytes, the managed instance's 4096)" if sector else ""
+    assert not missing, f"{conf.path} does not persist trace flag(s) {', '.join(map(str, missing))}{size}"
 
 
 def _log_sector_bytes(sql_host: SqlHostView) -> int | None:

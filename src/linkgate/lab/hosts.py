@@ -7,14 +7,16 @@
   machine address through the uplink, more specific than the blackhole `198.18.0.0/15` installed first;
 - per machine: its addresses, the listeners of its endpoints (accept, then close), real nftables or
   iptables rules, and — when `ssh: true` — an sshd in a private mount namespace, where /etc/hosts,
-  /etc/resolv.conf, /var/opt/mssql (with mssql.conf), /root and a `systemctl` stand-in are the lab's
-  files, so testinfra over ssh sees them exactly where it looks on a real host, and nothing touches the
-  real /etc or /var;
+  /etc/resolv.conf, /var/opt/mssql (with mssql.conf), /root and the `systemctl`, `df` and `lsblk`
+  stand-ins are the lab's files, so testinfra over ssh sees them exactly where it looks on a real host,
+  and nothing touches the real /etc or /var;
 - a client key (ed25519) for root, a known_hosts and an ssh_config in the lab's state directory.
 
 There is no systemd here. The `systemctl` stand-in answers for `mssql-server` from what is real: the
 unit is active when a process listens on the SQL port inside that machine's namespace (the lab's TDS
-server serves there), and enabled as the scenario says (that is configuration, not a process).
+server serves there), and enabled as the scenario says (that is configuration, not a process). The `df` and
+`lsblk` stand-ins report the scenario's `log_volume` for /var/opt/mssql (a folder on this machine's own disk
+otherwise) and hand every other path and device to the real tools.
 
 Every name carries the lab id (`lg-<id>-<machine>` namespaces, `lg<id>up` veth, the state directory
 `/var/tmp/linkgate-labs/<id>`), so two labs never collide and one that would need an address another
@@ -127,6 +129,31 @@ class MssqlService:
 
 
 @dataclass(frozen=True)
+class LogVolume:
+    """The block device under /var/opt/mssql, as the machine's `df` and `lsblk` stand-ins report it (HOST-L-04).
+
+    The lab's /var/opt/mssql is a folder on this machine's own disk (4096-byte sectors on one machine, an overlay
+    that is no block device in a container), so the real tools would make trace flag 1800's checks depend on
+    where the self-tests run. The default is a classic 512-byte-sector disk: there trace flag 1800 matters, as
+    the article assumes; a scenario that wants the 4 KB exemption says so.
+    """
+
+    device: str = "/dev/sdb1"  # what df names; not under /dev (overlay, tmpfs): no block device, as in a container
+    physical: int = 512
+    logical: int = 512
+
+    @property
+    def block_device(self) -> bool:
+        """Whether lsblk answers for it: a /dev path is a disk here; overlay or tmpfs is left to the real lsblk."""
+        return self.device.startswith("/dev/")
+
+    @property
+    def name(self) -> str:
+        """What lsblk's NAME column says: the device's file name (sdb1)."""
+        return self.device.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
 class Machine:
     """One lab machine. `address` carries its prefix: the machine's own view of its network."""
 
@@ -141,6 +168,7 @@ class Machine:
     mssql_service: MssqlService | None = None
     firewall: Firewall = Firewall()
     gateway_address: ipaddress.IPv4Address | None = None
+    log_volume: LogVolume = LogVolume()  # what `df`/`lsblk` say about /var/opt/mssql (machines with ssh only)
 
     @property
     def gateway(self) -> ipaddress.IPv4Address:
@@ -234,6 +262,7 @@ MACHINE_KEYS = {
     "mssql_conf_modified",
     "mssql_service",
     "firewall",
+    "log_volume",
 }
 
 
@@ -255,11 +284,14 @@ def _machine(name: str, value: Any, key: str) -> Machine:
     if gateway is not None and (gateway not in address.network or gateway == address.ip):
         raise HostsSpecError(f"{key}.gateway", f"{gateway} must be another address of {address.network}")
     service = spec.get("mssql_service")
+    ssh = _bool(spec.get("ssh", False), f"{key}.ssh")
+    if "log_volume" in spec and not ssh:
+        raise HostsSpecError(f"{key}.log_volume", "needs ssh: true (the df and lsblk stand-ins answer over ssh)")
     return Machine(
         name=name,
         address=address,
         extra_addresses=extras,
-        ssh=_bool(spec.get("ssh", False), f"{key}.ssh"),
+        ssh=ssh,
         listeners=tuple(_port(p, f"{key}.listeners.[{i}]") for i, p in enumerate(spec.get("listeners", []))),
         etc_hosts={
             str(n): _address(a, f"{key}.etc_hosts.{n}", lab_only=False)
@@ -272,7 +304,44 @@ def _machine(name: str, value: Any, key: str) -> Machine:
         mssql_service=_service(service, f"{key}.mssql_service") if service is not None else None,
         firewall=_firewall(spec.get("firewall"), f"{key}.firewall"),
         gateway_address=gateway,
+        log_volume=_log_volume(spec.get("log_volume"), f"{key}.log_volume"),
     )
+
+
+DEVICE = re.compile(r"^/dev/[A-Za-z0-9][A-Za-z0-9_.:/-]{0,62}$")
+NOT_BLOCK_DEVICES = ("overlay", "tmpfs")
+"""What df names for a filesystem on no block device: a container's root, a RAM disk."""
+
+
+def _log_volume(value: Any, key: str) -> LogVolume:
+    """A source the stand-ins can print verbatim, and sector sizes a disk can have (logical ≤ physical); a source
+    that is no block device (overlay, tmpfs) has no sectors to declare."""
+    spec = _mapping(value, key, {"device", "physical", "logical"})
+    default = LogVolume()
+    device = spec.get("device", default.device)
+    if device not in NOT_BLOCK_DEVICES and (
+        not isinstance(device, str) or not DEVICE.match(device) or device.endswith("/")
+    ):
+        others = " or ".join(NOT_BLOCK_DEVICES)
+        raise HostsSpecError(f"{key}.device", f"expected a device path such as /dev/sdb1, or {others}, got {device!r}")
+    if not device.startswith("/dev/"):
+        for k in sorted({"physical", "logical"} & spec.keys()):
+            raise HostsSpecError(f"{key}.{k}", f"{device} is no block device: it has no sector size to declare")
+    physical = _sector(spec.get("physical", default.physical), f"{key}.physical")
+    logical = _sector(spec.get("logical", default.logical), f"{key}.logical")
+    if logical > physical:
+        raise HostsSpecError(f"{key}.logical", f"{logical} is larger than the physical sector size {physical}")
+    return LogVolume(device, physical, logical)
+
+
+def _sector(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value not in SECTOR_SIZES:
+        sizes = ", ".join(map(str, SECTOR_SIZES))
+        raise HostsSpecError(key, f"expected a sector size in bytes, one of {sizes}, got {value!r}")
+    return value
+
+
+SECTOR_SIZES = tuple(512 << k for k in range(8))  # 512 … 65536: powers of two, as lsblk reports them
 
 
 def _service(value: Any, key: str) -> MssqlService:
@@ -491,6 +560,115 @@ case "$verb" in
 esac
 """
 
+DF = r"""#!/bin/sh
+# linkgate lab: a stand-in for df on {machine}. The lab's /var/opt/mssql is a folder on this machine's own disk,
+# so the real df would name that disk; the scenario's log volume is {device}. For a path under /var/opt/mssql
+# the source column names {device}; every other path, column and option is the real df's ({real}).
+marks= ours= skip= operands= col=1
+for a in "$@"; do
+  if [ -n "$skip" ]; then skip=; continue; fi
+  if [ -z "$operands" ]; then
+    case "$a" in
+      --) operands=1; continue ;;
+      -B | -t | -x | -[!-]*[Btx] | --block-size | --type | --exclude-type) skip=1; continue ;;
+      --output=*)
+        col=0 i=0 fields=${{a#--output=}}
+        while [ -n "$fields" ]; do
+          i=$((i + 1)); f=${{fields%%,*}}
+          [ "$f" = source ] && col=$i
+          [ "$f" = "$fields" ] && fields= || fields=${{fields#*,}}
+        done
+        continue ;;
+      -?*) continue ;;
+    esac
+  fi
+  [ -e "$a" ] || continue  # the real df prints no row for it, only its error
+  case "$(realpath -- "$a")" in
+    /var/opt/mssql | /var/opt/mssql/*) marks="$marks 1" ours=1 ;;
+    *) marks="$marks 0" ;;
+  esac
+done
+[ -n "$ours" ] && [ "$col" -gt 0 ] || exec {real} "$@"
+out=$({real} "$@")
+rc=$?
+[ -z "$out" ] || printf '%s\n' "$out" | awk -v marks="$marks" -v col="$col" -v dev='{device}' '
+  BEGIN {{ split(marks, mine, " ") }}
+  NR > 1 && mine[NR - 1] == 1 {{
+    rest = $0; at = 0
+    for (i = 1; i <= col && match(rest, /[^ ]+/); i++) {{
+      if (i < col) {{ at += RSTART + RLENGTH - 1; rest = substr(rest, RSTART + RLENGTH) }}
+    }}
+    if (i > col) {{
+      start = at + RSTART; width = RLENGTH
+      tail = substr($0, start + width)
+      for (extra = length(dev) - width; extra > 0 && substr(tail, 2, 1) == " "; extra--) tail = substr(tail, 2)
+      $0 = substr($0, 1, start - 1) sprintf("%-" width "s", dev) tail
+      sub(/ +$/, "")
+    }}
+  }}
+  {{ print }}'
+exit $rc
+"""
+
+LSBLK = r"""#!/bin/sh
+# linkgate lab: a stand-in for lsblk on {machine}. The scenario's log volume {device} (df names it for
+# /var/opt/mssql) exists only here: physical sectors of {physical} bytes, logical of {logical}. Asked about it
+# alone, this answers the columns NAME, KNAME, PATH, PHY-SEC and LOG-SEC (options -b -d -n -r -P -o); asked about
+# anything else, the real lsblk ({real}) answers.
+case " $* " in *" {device} "*) ;; *) exec {real} "$@" ;; esac
+args=$({getopt} -n lsblk -o bdnrPo: -l bytes,nodeps,noheadings,raw,pairs,output: -- "$@") || exit 1
+eval set -- "$args"
+mode=table heads=1 cols=
+while [ "$1" != -- ]; do
+  case "$1" in
+    -n | --noheadings) heads= ;;
+    -r | --raw) mode=raw ;;
+    -P | --pairs) mode=pairs ;;
+    -o | --output) cols="$cols${{cols:+,}}$2"; shift ;;
+  esac
+  shift
+done
+shift
+for a in "$@"; do
+  if [ "$a" != {device} ]; then
+    echo "lsblk: the linkgate lab answers for {device} on its own; ask about $a separately" >&2; exit 1
+  fi
+done
+if [ -z "$cols" ]; then
+  echo "lsblk: name the columns with -o: the linkgate lab knows NAME, KNAME, PATH, PHY-SEC, LOG-SEC of {device}" >&2
+  exit 1
+fi
+printf '%s\n' "$cols" | awk -v mode="$mode" -v heads="$heads" -v rows=$# '
+  BEGIN {{
+    FS = ","; known = "NAME, KNAME, PATH, PHY-SEC, LOG-SEC"
+    v["NAME"] = v["KNAME"] = "{name}"; v["PATH"] = "{device}"; v["PHY-SEC"] = {physical}; v["LOG-SEC"] = {logical}
+  }}
+  {{
+    for (i = 1; i <= NF; i++) {{
+      c[i] = toupper($i)
+      if (!(c[i] in v)) {{
+        print "lsblk: column " $i " is not modelled by the linkgate lab (" known " are)" > "/dev/stderr"
+        exit 1
+      }}
+      w[i] = length(c[i]) > length(v[c[i]]) ? length(c[i]) : length(v[c[i]])
+      right[i] = c[i] ~ /-SEC$/
+    }}
+    if (heads && mode != "pairs") print line(0)
+    for (r = 0; r < rows; r++) print line(1)
+  }}
+  function line(values,    i, s, x) {{
+    s = ""
+    for (i = 1; i <= NF; i++) {{
+      x = values ? v[c[i]] : c[i]
+      if (mode == "pairs") x = c[i] "=\"" x "\""
+      else if (mode == "table" && i < NF) x = sprintf(right[i] ? "%" w[i] "s" : "%-" w[i] "s", x)
+      else if (mode == "table") x = sprintf(right[i] ? "%" w[i] "s" : "%s", x)
+      s = s (i > 1 ? " " : "") x
+    }}
+    return s
+  }}'
+"""
+
 MOUNT_SCRIPT = """set -e
 hostname {machine}
 mount --bind {d}/hosts /etc/hosts
@@ -519,6 +697,23 @@ MaxStartups 64
 MaxSessions 64
 Subsystem sftp internal-sftp
 """
+
+
+REAL_TOOLS_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+"""Where the stand-ins find the real tools: the system's directories, never /usr/local/sbin (the stand-ins')."""
+
+
+def _write_volume_tools(sbin: Path, m: Machine) -> None:
+    """The `df` and `lsblk` stand-ins of a machine: its log volume as the scenario says, the real tools otherwise."""
+    real = {tool: shutil.which(tool, path=REAL_TOOLS_PATH) for tool in ("df", "lsblk", "getopt")}
+    missing = sorted(tool for tool, path in real.items() if path is None)
+    if missing:
+        raise RuntimeError(f"the lab's df and lsblk stand-ins need {', '.join(missing)} in {REAL_TOOLS_PATH}")
+    v = m.log_volume
+    fields = {"machine": m.name, "device": v.device, "name": v.name, "physical": v.physical, "logical": v.logical}
+    _write(sbin / "df", DF.format(real=real["df"], **fields), 0o755)
+    if v.block_device:
+        _write(sbin / "lsblk", LSBLK.format(real=real["lsblk"], getopt=real["getopt"], **fields), 0o755)
 
 
 def _keypair() -> tuple[bytes, str]:
@@ -785,6 +980,7 @@ class LabHosts:
                     SYSTEMCTL.format(machine=m.name, port=m.mssql_service.port, enabled=enabled),
                     0o755,
                 )
+            _write_volume_tools(d / "sbin", m)
             _write(d / "sshd_config", SSHD_CONFIG.format(address=m.address.ip, d=d, state=self.state))
         _write(self.known_hosts, "".join(f"{line}\n" for line in known))
         _write(self.ssh_config, "\n".join(config))

@@ -25,7 +25,8 @@ class SqlType(enum.Enum):
     BIT = "bit"
     REAL = "real"
     FLOAT = "float"
-    DECIMAL = "decimal"  # also numeric: same wire type
+    DECIMAL = "decimal"
+    NUMERIC = "numeric"  # same values as decimal, but its own TYPE_INFO (NUMERICN) and ODBC type
     MONEY = "money"
     CHAR = "char"
     VARCHAR = "varchar"

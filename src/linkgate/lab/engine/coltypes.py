@@ -44,6 +44,8 @@ DUCKDB_TYPES = {
 }
 CHAR_TYPES = {SqlType.CHAR, SqlType.VARCHAR, SqlType.NCHAR, SqlType.NVARCHAR}
 INTEGER_TYPES = {SqlType.TINYINT, SqlType.SMALLINT, SqlType.INT, SqlType.BIGINT}
+EXACT_NUMERIC_TYPES = {SqlType.DECIMAL, SqlType.NUMERIC}
+"""decimal(p,s) and numeric(p,s): the same values and DuckDB type; only the wire type code differs."""
 _SQLGLOT_TYPES = {
     "BIT": SqlType.BIT,
     "BOOLEAN": SqlType.BIT,
@@ -110,7 +112,7 @@ def from_datatype(dtype: exp.DataType) -> Column | None:
 
 
 def duckdb_type(column: Column) -> str:
-    if column.type is SqlType.DECIMAL:
+    if column.type in EXACT_NUMERIC_TYPES:
         return f"DECIMAL({column.precision or 18},{column.scale or 0})"
     return DUCKDB_TYPES[column.type]
 
@@ -203,7 +205,7 @@ def _convert(column: Column, v: Any) -> Any:
     if kind in CHAR_TYPES:
         text = v if isinstance(v, str) else str(v)
         return text if column.length in (None, MAX) else text[: column.length]
-    if kind in (SqlType.DECIMAL, SqlType.MONEY):
+    if kind in EXACT_NUMERIC_TYPES or kind is SqlType.MONEY:
         return Decimal(v) if isinstance(v, int | Decimal) and not isinstance(v, bool) else _MISFIT
     if kind in (SqlType.FLOAT, SqlType.REAL):
         return float(v) if isinstance(v, int | float | Decimal) and not isinstance(v, bool) else _MISFIT

@@ -44,6 +44,19 @@ def statement_terminating(items: tuple[SqlError, ...] | list[SqlError]) -> bool:
     return bool(items) and all(e.number in STATEMENT_TERMINATING for e in items)
 
 
+COMPILE_ERRORS = frozenset({102, 105, 137, 156, 174, 195, 207, 208, 4104})
+"""Errors SQL Server raises while compiling a scope, or a statement of it when first reached (deferred name
+resolution: 208): syntax, unclosed quote, undeclared variable, unknown function or SET option, argument
+count, invalid column, invalid object, unbound multi-part identifier. Inside dynamic SQL (EXEC(N'…'),
+sp_executesql) they end only that scope and the batch that ran it goes on (Sommarskog, part 2:
+scope-abortion); at the top level the scope is the batch."""
+
+
+def scope_aborting(items: tuple[SqlError, ...] | list[SqlError]) -> bool:
+    """Whether a statement that failed at run time with `items` ends only its scope (see COMPILE_ERRORS)."""
+    return bool(items) and all(e.number in COMPILE_ERRORS for e in items)
+
+
 def invalid_object(name: str) -> SqlError:
     return SqlError(208, f"Invalid object name '{name}'.")
 

@@ -22,9 +22,10 @@ _TYPE = re.compile(r"^(\w+)(?:\((max|\d+)(?:,\s*(\d+))?\))?$")
 
 
 def sql_type(text: str) -> tuple[SqlType, int | None, int | None, int | None]:
-    """'nvarchar(60)' → (NVARCHAR, 60, None, None); 'numeric(25,0)' → (DECIMAL, None, 25, 0).
+    """'nvarchar(60)' → (NVARCHAR, 60, None, None); 'numeric(25,0)' → (NUMERIC, None, 25, 0).
 
-    sysname is nvarchar(128), as SQL Server defines it.
+    sysname is nvarchar(128), as SQL Server defines it. numeric stays numeric (not decimal): SQL Server
+    keeps them apart on the wire, and an LSN column is numeric(25,0).
     """
     m = _TYPE.match(text.strip().lower())
     if not m:
@@ -32,10 +33,8 @@ def sql_type(text: str) -> tuple[SqlType, int | None, int | None, int | None]:
     name, size, scale = m.group(1), m.group(2), m.group(3)
     if name == "sysname":
         return SqlType.NVARCHAR, 128, None, None
-    if name == "numeric":
-        name = "decimal"
     kind = SqlType(name)
-    if kind is SqlType.DECIMAL:
+    if kind in (SqlType.DECIMAL, SqlType.NUMERIC):
         return kind, None, int(size or 18), int(scale or 0)
     if kind in (SqlType.DATETIME2, SqlType.DATETIMEOFFSET, SqlType.TIME):
         return kind, None, None, int(size) if size else 7

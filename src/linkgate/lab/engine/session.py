@@ -78,11 +78,15 @@ TRACE_COLUMNS = tuple(Column(n, SqlType.SMALLINT) for n in ("TraceFlag", "Status
 
 class Failed(Exception):
     """A statement failed with one or more SQL Server errors: the batch ends here, unless all of them are
-    statement-terminating (errors.STATEMENT_TERMINATING), when it runs on with the next statement."""
+    statement-terminating (errors.STATEMENT_TERMINATING), when it runs on with the next statement.
 
-    def __init__(self, *items: SqlError) -> None:
+    `before` is what dynamic SQL the failure came out of had produced first: SQL Server had sent it already,
+    so whoever turns the failure into outcomes puts it ahead of the errors."""
+
+    def __init__(self, *items: SqlError, before: Sequence[Outcome] = ()) -> None:
         super().__init__(items[0].message)
         self.items = items
+        self.before = tuple(before)
 
 
 class EngineSession:
@@ -180,18 +184,32 @@ class EngineSession:
         return {r.lower() for r in roles}
 
     def run_batch(self, sql: str, params: Mapping[str, Any], out: list[Outcome]) -> None:
+        """Run `sql` as one scope: the batch itself, or dynamic SQL (EXEC(N'…'), sp_executesql) inside one.
+
+        A compile error of dynamic SQL, or a compile-class error one of its statements meets when reached
+        (208), ends only the dynamic SQL: its error joins `out` after what it had produced, and the
+        statement that ran it completes, so the outer batch goes on. Anything else propagates, carrying
+        what the dynamic SQL had produced (`Failed.before`)."""
+        if self._depth >= 16:
+            raise Failed(
+                SqlError(217, "Maximum stored procedure, function, trigger, or view nesting level exceeded (limit 32).")
+            )
         self._depth += 1
+        compiled = False
         try:
-            if self._depth > 16:
-                raise Failed(
-                    SqlError(
-                        217, "Maximum stored procedure, function, trigger, or view nesting level exceeded (limit 32)."
-                    )
-                )
             nodes = split_batch(sql)
             self._compile(nodes)
+            compiled = True
             for i, node in enumerate(nodes):
                 self._node(node, params, out, first=i == 0)
+        except (Failed, SqlError, duckdb.Error) as e:
+            if self._depth == 1:
+                raise
+            items = _failure_items(e)
+            before = (*out, *(e.before if isinstance(e, Failed) else ()))
+            if compiled and not errors.scope_aborting(items):
+                raise Failed(*items, before=before) from e
+            out[:] = [*before, *items]
         finally:
             self._depth -= 1
 
@@ -223,7 +241,7 @@ class EngineSession:
         try:
             work(out)
         except Failed as e:
-            out.extend(e.items)
+            out.extend((*e.before, *e.items))
         except SqlError as e:
             out.append(e)
         except duckdb.Error as e:
@@ -244,7 +262,7 @@ class EngineSession:
                     return False
             else:
                 text = node.text.strip().rstrip(";").strip()
-                head = text.split(None, 1)[0].upper() if text.split() else ""
+                head = _head(text)
                 if head == "USE":
                     return False
                 if head in _NOT_COMPILED or TRANSACTION.match(text) or _looks_like_procedure(text):
@@ -291,7 +309,7 @@ class EngineSession:
         except Failed as e:
             if not errors.statement_terminating(e.items):
                 raise
-            out.extend(e.items)
+            out.extend((*e.before, *e.items))
         except SqlError as e:
             if not errors.statement_terminating((e,)):
                 raise
@@ -313,7 +331,7 @@ class EngineSession:
                 self._node(child, params, out, first=False)
 
     def _statement(self, text: str, params: Mapping[str, Any], out: list[Outcome], *, first: bool) -> None:
-        head = text.split(None, 1)[0].upper() if text.split() else ""
+        head = _head(text)
         if head == "SET":
             self._set(text, params, out)
         elif head == "USE":
@@ -680,6 +698,21 @@ _NOT_NAMES = {
     TokenType.SEMICOLON,
     TokenType.EQ,
 }
+
+
+def _head(text: str) -> str:
+    """A statement's first word, upper-cased: `EXEC(N'…')` starts with EXEC as much as `EXEC (N'…')` does."""
+    match = re.match(r"\w+", text)
+    return match.group(0).upper() if match else ""
+
+
+def _failure_items(e: Failed | SqlError | duckdb.Error) -> tuple[SqlError, ...]:
+    """The SQL Server errors a failure stands for (a DuckDB one mapped as the client would see it)."""
+    if isinstance(e, Failed):
+        return e.items
+    if isinstance(e, SqlError):
+        return (e,)
+    return (errors.from_duckdb(e),)
 
 
 def _looks_like_procedure(text: str) -> bool:

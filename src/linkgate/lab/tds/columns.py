@@ -33,7 +33,7 @@ from linkgate.lab.tds.wire import (
 )
 
 INTN, BITN, FLTN, MONEYN, DATETIMN, GUID = 0x26, 0x68, 0x6D, 0x6E, 0x6F, 0x24
-DECIMALN, DATEN, TIMEN, DATETIME2N, DATETIMEOFFSETN = 0x6A, 0x28, 0x29, 0x2A, 0x2B
+DECIMALN, NUMERICN, DATEN, TIMEN, DATETIME2N, DATETIMEOFFSETN = 0x6A, 0x6C, 0x28, 0x29, 0x2A, 0x2B
 BIGVARCHR, BIGCHAR, NVARCHAR, NCHAR, BIGVARBIN, BIGBINARY = 0xA7, 0xAF, 0xE7, 0xEF, 0xA5, 0xAD
 SSVARIANT = 0x62
 VARIANT_MAX_LENGTH = 8016
@@ -50,6 +50,9 @@ _FIXED_CODES = {SqlType.TINYINT: 0x30, SqlType.SMALLINT: 0x34, SqlType.INT: 0x38
 _CHAR_CODES = {SqlType.CHAR: BIGCHAR, SqlType.VARCHAR: BIGVARCHR, SqlType.NCHAR: NCHAR, SqlType.NVARCHAR: NVARCHAR}
 _BINARY_CODES = {SqlType.BINARY: BIGBINARY, SqlType.VARBINARY: BIGVARBIN}
 _TIME_CODES = {SqlType.TIME: TIMEN, SqlType.DATETIME2: DATETIME2N, SqlType.DATETIMEOFFSET: DATETIMEOFFSETN}
+# decimal and numeric share their encoding but keep their own code, as SQL Server sends them: the driver
+# reports SQL_DECIMAL or SQL_NUMERIC (and the type name) from it.
+_EXACT_CODES = {SqlType.DECIMAL: DECIMALN, SqlType.NUMERIC: NUMERICN}
 
 
 def type_info(col: Column) -> bytes:
@@ -67,9 +70,9 @@ def type_info(col: Column) -> bytes:
         return bytes([DATETIMN, 8 if t is SqlType.DATETIME else 4])
     if t is SqlType.UNIQUEIDENTIFIER:
         return bytes([GUID, 16])
-    if t is SqlType.DECIMAL:
+    if t in _EXACT_CODES:
         precision, scale = _precision_scale(col)
-        return bytes([DECIMALN, decimal_length(precision), precision, scale])
+        return bytes([_EXACT_CODES[t], decimal_length(precision), precision, scale])
     if t is SqlType.DATE:
         return bytes([DATEN])
     if t in _TIME_CODES:
@@ -115,7 +118,7 @@ def _fixed_data(col: Column, value: Any) -> bytes:
         return encode_smalldatetime(_datetime(value))
     if t is SqlType.UNIQUEIDENTIFIER:
         return (value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))).bytes_le
-    if t is SqlType.DECIMAL:
+    if t in _EXACT_CODES:
         return encode_decimal(_decimal(value), *_precision_scale(col))
     if t is SqlType.DATE:
         return encode_date(value.date() if isinstance(value, dt.datetime) else value)
@@ -176,8 +179,8 @@ def _variant(value: Any) -> bytes:
         return b"\x00\x00\x00\x00"  # a variant holding NULL is a NULL variant on the wire
     if t in _FIXED_CODES:
         code, props, data = _FIXED_CODES[t], b"", _fixed_data(base, value.value)
-    elif t is SqlType.DECIMAL:
-        code, props, data = DECIMALN, bytes(_precision_scale(base)), _fixed_data(base, value.value)
+    elif t in _EXACT_CODES:
+        code, props, data = _EXACT_CODES[t], bytes(_precision_scale(base)), _fixed_data(base, value.value)
     elif t is SqlType.DATE:
         code, props, data = DATEN, b"", _fixed_data(base, value.value)
     elif t in _TIME_CODES:

@@ -211,9 +211,9 @@ class Connection:
         if request.type == PacketType.SQL_BATCH:
             text = parse_batch(request.payload)
             await self._stall(text)
-            error = out.outcomes(session.execute(text))
-            if error is not None:
-                out.error(error)
+            failed = out.outcomes(session.execute(text))
+            if failed:
+                out.errors(failed)
         elif request.type == PacketType.RPC:
             for call in parse_rpc(request.payload):
                 await self._stall(procs.text_of(call))

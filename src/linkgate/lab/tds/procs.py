@@ -130,9 +130,10 @@ class Procedures:
         return handle
 
     def _statement(self, outcomes: Sequence[Outcome], out: Response, return_values: list[bytes]) -> None:
-        error = out.outcomes(outcomes, token=Token.DONEINPROC)
-        if error is not None:
-            raise error
+        failed = out.outcomes(outcomes, token=Token.DONEINPROC)
+        if failed:  # the call ended on them: no return value or status, DONEPROC with DONE_ERROR
+            out.errors(failed, token=Token.DONEPROC)
+            return
         for value in return_values:
             out.token(value)
         status = next((o.value for o in outcomes if isinstance(o, ReturnStatus)), 0)

@@ -1,9 +1,13 @@
 """Turning a batch's or a procedure call's outcomes into one response's token stream.
 
 The DONE family frames statements: each result set or row count ends with a DONE (DONEINPROC inside
-an RPC), every DONE but the last of the response carries DONE_MORE, and an error is an ERROR token
-followed by DONE (DONEPROC in an RPC) with DONE_ERROR. A response that produced nothing still ends
-with a DONE, because clients read until a final DONE.
+an RPC), every DONE but the last of the response carries DONE_MORE, and a failed statement is its
+ERROR token(s) followed by one DONE with DONE_ERROR (MS-TDS 2.2.7.6: "an error occurred on the current
+SQL statement"). An error the batch runs on after (229, 297/300, or a scope-ending error inside dynamic
+SQL) is therefore ERROR, DONE(DONE_ERROR | DONE_MORE), then the next statement's tokens, as SQL Server
+sends it; the last DONE carries the last statement's own status, without DONE_MORE. An error that ends
+the response is left to the caller, which closes it with DONE (DONEPROC in an RPC) and DONE_ERROR.
+A response that produced nothing still ends with a DONE, because clients read until a final DONE.
 """
 
 from __future__ import annotations
@@ -71,11 +75,20 @@ class Response:
         self._pending = _PendingDone(status, count, curcmd, token)
         self._open = False
 
-    def outcomes(self, outcomes: Sequence[Outcome], *, token: Token = Token.DONE) -> SqlError | None:
-        """Encode outcomes up to the first error, which is returned for the caller to close the statement."""
+    def outcomes(self, outcomes: Sequence[Outcome], *, token: Token = Token.DONE) -> list[SqlError]:
+        """Encode outcomes; the errors they end with (if any) are returned for the caller to close the response.
+
+        Consecutive errors belong to one statement (300 then 297), so they share one DONE; an error group
+        that anything follows is a statement the batch ran on after, and goes out with its DONE_ERROR DONE.
+        """
+        pending: list[SqlError] = []
         for outcome in outcomes:
             if isinstance(outcome, SqlError):
-                return outcome
+                pending.append(outcome)
+                continue
+            if pending:
+                self.errors(pending, token=token)
+                pending = []
             if isinstance(outcome, ResultSet):
                 self.result_set(outcome, token=token)
             elif isinstance(outcome, RowCount):
@@ -88,7 +101,7 @@ class Response:
                 self.token(env_text(Env.DATABASE, outcome.new, outcome.old))
             elif isinstance(outcome, ReturnStatus) and token is Token.DONE:
                 self.token(returnstatus(outcome.value))  # in an RPC the caller sends it before DONEPROC
-        return None
+        return pending
 
     def result_set(self, rs: ResultSet, *, token: Token = Token.DONE) -> None:
         self.token(colmetadata(rs.columns))
@@ -101,8 +114,13 @@ class Response:
         self.done(Done.COUNT, len(rs.rows), curcmd=CURCMD_SELECT, token=token)
 
     def error(self, e: SqlError, *, token: Token = Token.DONE) -> None:
-        self.token(message(Token.ERROR, e.number, e.message, state=e.state, severity=e.severity,
-                           server=self.server_name, procedure=e.procedure, line=e.line))
+        self.errors([e], token=token)
+
+    def errors(self, items: Sequence[SqlError], *, token: Token = Token.DONE) -> None:
+        """One failed statement: an ERROR token per error, then one DONE-family token with DONE_ERROR."""
+        for e in items:
+            self.token(message(Token.ERROR, e.number, e.message, state=e.state, severity=e.severity,
+                               server=self.server_name, procedure=e.procedure, line=e.line))
         self.done(Done.ERROR, curcmd=CURCMD_EXECUTE if token is Token.DONEPROC else 0, token=token)
 
     def finish(self) -> bytes:
