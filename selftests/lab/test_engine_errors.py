@@ -83,6 +83,36 @@ def test_deferred_name_resolution_ends_the_batch_at_that_statement() -> None:
 
 
 @pytest.mark.parametrize(
+    ("batch", "expected"),
+    [
+        ("EXEC(N'SELECT 1 AS a; SELECT * FROM sys.nosuch; SELECT 9 AS z'); SELECT 2 AS b", [[(1,)], 208, [(2,)]]),
+        ("EXEC (N'SELECT 1 AS a; SELECT nosuch FROM sys.databases'); SELECT 2 AS b", [207, [(2,)]]),
+        ("EXEC(N'SELECT FROM WHERE'); SELECT 2 AS b", [102, [(2,)]]),
+        ("EXEC sp_executesql N'SELECT * FROM sys.nosuch'; SELECT 2 AS b", [208, [(2,)]]),
+        ("EXEC sp_executesql N'SELECT @x AS a; SELECT @nope', N'@x int', 1; SELECT 2 AS b", [[(1,)], 137, [(2,)]]),
+        ("EXEC(N'EXEC(N''SELECT * FROM sys.nosuch''); SELECT 3 AS c'); SELECT 2 AS b", [208, [(3,)], [(2,)]]),
+    ],
+)
+def test_a_compile_error_or_208_in_dynamic_sql_ends_only_the_dynamic_sql(batch: str, expected: list[Any]) -> None:
+    """Dynamic SQL is its own scope (Sommarskog: scope-abortion): its compile error, or a 208 met when a statement
+    is reached, ends it (what it sent before stays sent) and the batch that ran it goes on with the next statement.
+    Each level of nesting is a scope of its own."""
+    assert numbers_and_rows(run(login(), batch)) == expected
+
+
+def test_a_dynamic_scope_in_another_database_ends_back_in_the_callers() -> None:
+    """EXEC db.sys.sp_executesql whose SQL fails to compile: the error, then the batch goes on in master."""
+    outcomes = run(login(), "EXEC SalesDB.sys.sp_executesql N'SELECT 1 AS a; SELECT FROM WHERE'; SELECT DB_NAME()")
+    assert numbers_and_rows(outcomes) == [102, [("master",)]]
+
+
+def test_a_run_time_error_in_dynamic_sql_still_ends_the_whole_batch() -> None:
+    """A conversion error (245) is batch-aborting from any depth: nothing after it runs, inside or outside."""
+    outcomes = run(login(), "EXEC(N'SELECT 1 AS a; SELECT CAST(''abc'' AS int); SELECT 9 AS z'); SELECT 2 AS b")
+    assert numbers_and_rows(outcomes) == [[(1,)], 245]
+
+
+@pytest.mark.parametrize(
     ("batch", "number"),
     [
         ("SELECT 1 AS a; SELECT nosuch FROM sys.databases; SELECT 2 AS b", 207),

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import socket
 import struct
-import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +21,22 @@ from linkgate.lab.tds.response import Response
 from linkgate.lab.tds.tokens import Token
 from linkgate.lab.tds.wire import b_varchar
 from selftests.lab.conftest import PASSWORD, SERVER_NAME, USER, CannedBackend, Served, sqlstate
+from selftests.lab.relay import (
+    COLMETADATA,
+    DONE,
+    DONE_COUNT,
+    DONE_ERROR,
+    DONE_MORE,
+    DONEINPROC,
+    DONEPROC,
+    ERROR,
+    RETURNSTATUS,
+    ROW,
+    Relay,
+    Tok,
+    read_tokens,
+    tds_messages,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -223,57 +237,6 @@ def test_sp_prepare_sp_execute_and_sp_executesql_by_id() -> None:
     assert "Could not find prepared statement with handle 999.".encode("utf-16-le") in tokens
 
 
-class Relay:
-    """A loopback TCP relay between a driver and the lab that keeps every byte each way, to read the real packets."""
-
-    def __init__(self, upstream: tuple[str, int]) -> None:
-        self.upstream = upstream
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.sent = bytearray()  # client → server
-        self.received = bytearray()  # server → client
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        client, _ = self.listener.accept()
-        server = socket.create_connection(self.upstream)
-        pumps = [threading.Thread(target=self._pump, args=(client, server, self.sent)),
-                 threading.Thread(target=self._pump, args=(server, client, self.received))]
-        for pump in pumps:
-            pump.start()
-        for pump in pumps:
-            pump.join()
-        client.close()
-        server.close()
-        self.listener.close()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket, record: bytearray) -> None:
-        while data := source.recv(65536):
-            record += data
-            sink.sendall(data)
-        sink.shutdown(socket.SHUT_WR)
-
-    def join(self) -> None:
-        self.thread.join(timeout=10)
-        assert not self.thread.is_alive(), "the relay did not see both sides close"
-
-
-def tds_messages(stream: bytes) -> list[tuple[int, bytes]]:
-    """(packet type, payload) of each message of an unencrypted TDS stream, packets joined up to EOM."""
-    messages: list[tuple[int, bytes]] = []
-    payload, at = b"", 0
-    while at < len(stream):
-        kind, status, length = struct.unpack_from(">BBH", stream, at)
-        payload += stream[at + 8 : at + length]
-        at += length
-        if status & 0x01:
-            messages.append((kind, payload))
-            payload = b""
-    return messages
-
-
 def test_freetds_unprepares_each_prepared_statement_and_the_server_answers(serve: Callable[..., Served],
                                                                            freetds: OdbcDriver) -> None:
     """FreeTDS follows every sp_prepexec with sp_unprepare (ProcID 15) of the handle it was given: read on the wire
@@ -312,3 +275,56 @@ def _handle_of(body: bytes) -> int:
     at += 1 + 2 * body[at] + 1
     assert body[at : at + 3] == bytes([0x26, 4, 4])
     return int(struct.unpack_from("<i", body, at + 3)[0])
+
+
+DENIED = SqlError(229, "The SELECT permission was denied on the object 'backupset', database 'msdb', schema 'dbo'.",
+                  state=5, severity=14)
+TWO = ResultSet((Column("b", SqlType.INT),), [(2,)])
+
+
+def test_an_error_the_batch_runs_on_after_is_its_own_statement_in_the_stream() -> None:
+    """ERROR, then DONE with DONE_ERROR | DONE_MORE (MS-TDS 2.2.7.6), then the next result set; the last DONE is
+    the last statement's own: DONE_COUNT with its row count, no DONE_MORE, no DONE_ERROR."""
+    out = Response(SERVER_NAME)
+    assert out.outcomes([*OK, DENIED, TWO]) == []
+    assert read_tokens(out.finish()) == [
+        Tok(COLMETADATA, count=1), Tok(ROW, values=(1,)),
+        Tok(DONE, status=DONE_COUNT | DONE_MORE, curcmd=0xC1, count=1),
+        Tok(ERROR, number=229), Tok(DONE, status=DONE_ERROR | DONE_MORE),
+        Tok(COLMETADATA, count=1), Tok(ROW, values=(2,)), Tok(DONE, status=DONE_COUNT, curcmd=0xC1, count=1),
+    ]
+
+
+def test_errors_of_one_statement_share_its_done_and_the_last_ones_are_left_to_close_the_response() -> None:
+    """300 then 297 are one failed statement: two ERROR tokens, one DONE. Errors the outcomes end with are
+    returned (all of them, not only the first) for the caller to close with."""
+    state = [SqlError(300, "VIEW SERVER STATE permission was denied on object 'server', database 'master'.",
+                      severity=14), SqlError(297, "The user does not have permission to perform this action.")]
+    out = Response(SERVER_NAME)
+    trailing = out.outcomes([*state, *OK, *state])
+    assert trailing == state
+    out.errors(trailing)
+    assert [(t.kind, t.number, t.status) for t in read_tokens(out.finish())] == [
+        (ERROR, 300, 0), (ERROR, 297, 0), (DONE, 0, DONE_ERROR | DONE_MORE),
+        (COLMETADATA, 0, 0), (ROW, 0, 0), (DONE, 0, DONE_COUNT | DONE_MORE),
+        (ERROR, 300, 0), (ERROR, 297, 0), (DONE, 0, DONE_ERROR),
+    ]
+
+
+def test_in_an_rpc_a_statement_error_is_a_doneinproc_and_the_call_still_returns_its_status() -> None:
+    """sp_executesql whose batch runs on after a 229: DONEINPROC with DONE_ERROR | DONE_MORE, the next result set,
+    RETURNSTATUS 0 and a final DONEPROC. A call that ends on its error: ERROR and DONEPROC with DONE_ERROR only."""
+    backend = CannedBackend(answers={"mixed": [*OK, DENIED, TWO], "ends": [*OK, DENIED]})
+    procs = Procedures(backend.login(USER, PASSWORD, None))
+    mixed, ends = Response(SERVER_NAME), Response(SERVER_NAME)
+    procs.run(RpcCall(SP_EXECUTESQL, "", (RpcParam("", "mixed"),)), mixed)
+    procs.run(RpcCall(SP_EXECUTESQL, "", (RpcParam("", "ends"),)), ends)
+    assert [(t.kind, t.number, t.status) for t in read_tokens(mixed.finish())] == [
+        (COLMETADATA, 0, 0), (ROW, 0, 0), (DONEINPROC, 0, DONE_COUNT | DONE_MORE),
+        (ERROR, 229, 0), (DONEINPROC, 0, DONE_ERROR | DONE_MORE),
+        (COLMETADATA, 0, 0), (ROW, 0, 0), (DONEINPROC, 0, DONE_COUNT | DONE_MORE),
+        (RETURNSTATUS, 0, 0), (DONEPROC, 0, 0),
+    ]
+    assert [(t.kind, t.number, t.status) for t in read_tokens(ends.finish())][-2:] == [
+        (ERROR, 229, 0), (DONEPROC, 0, DONE_ERROR),
+    ]
