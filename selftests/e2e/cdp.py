@@ -37,10 +37,21 @@ def find_chromium() -> str | None:
 
 
 FLAGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-extensions",
-    "--disable-default-apps", "--disable-quic", "--metrics-recording-only", "--mute-audio",
-    "--hide-scrollbars", "--remote-debugging-pipe",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--disable-default-apps",
+    "--disable-quic",
+    "--metrics-recording-only",
+    "--mute-audio",
+    "--hide-scrollbars",
+    "--remote-debugging-pipe",
 ]
 """No background traffic: the browser only ever opens the file:// report it is given."""
 
@@ -72,8 +83,11 @@ class Browser:
         wire = f'exec "$0" "$@" 3<&{child_in} 4>&{child_out} {child_in}<&- {child_out}>&-'
         proc = subprocess.Popen(
             ["/bin/bash", "-c", wire, executable, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            pass_fds=(child_in, child_out), env={**os.environ, "HOME": str(profile)},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(child_in, child_out),
+            env={**os.environ, "HOME": str(profile)},
         )
         cmd_read, reply_write = child_in, child_out
         os.close(cmd_read)
@@ -83,8 +97,9 @@ class Browser:
     def __enter__(self) -> Browser:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def close(self) -> None:
@@ -149,8 +164,10 @@ class Browser:
         page = Page(self, str(session))
         page.send("Page.enable")
         page.send("Runtime.enable")
-        page.send("Emulation.setDeviceMetricsOverride",
-                  {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+        page.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+        )
         return page
 
 
@@ -173,8 +190,7 @@ class Page:
 
     def evaluate(self, expression: str) -> Any:
         """The JSON value of a JavaScript expression in the page; a thrown exception is a CdpError."""
-        reply = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True,
-                                               "awaitPromise": True})
+        reply = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True})
         if "exceptionDetails" in reply:
             raise CdpError(f"{expression[:80]}…: {reply['exceptionDetails'].get('exception', reply)}")
         return reply["result"].get("value")
@@ -191,8 +207,7 @@ class Page:
     def click(self, x: float, y: float) -> None:
         """A real mouse click at viewport coordinates, as a user's (the page's own listeners handle it)."""
         for kind in ("mousePressed", "mouseReleased"):
-            self.send("Input.dispatchMouseEvent",
-                      {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1})
+            self.send("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1})
 
     def screenshot(self, path: Path) -> Path:
         """The viewport as PNG (what the user sees without scrolling)."""

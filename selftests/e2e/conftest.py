@@ -18,8 +18,12 @@ from selftests.e2e.harness import GateRun, GateRunner, run_pytest_gate
 def gate(tmp_path: Path) -> GateRunner:
     """gate(scenario, *pytest_args, overlays=(), edit=None) → GateRun, with a fresh lab per call."""
 
-    def run(scenario_name: str, *args: str, overlays: tuple[Path, ...] = (),
-            edit: Callable[[dict[str, Any]], None] | None = None) -> GateRun:
+    def run(
+        scenario_name: str,
+        *args: str,
+        overlays: tuple[Path, ...] = (),
+        edit: Callable[[dict[str, Any]], None] | None = None,
+    ) -> GateRun:
         scenario = load_scenario(scenario_name, overlays)
         workdir = tmp_path / scenario.name.replace("/", "_")
         workdir.mkdir(exist_ok=True)

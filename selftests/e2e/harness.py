@@ -61,8 +61,13 @@ class GateRun:
         match = re.search(r'data-jsonblob="([^"]*)"', text)
         assert match, "the HTML report carries pytest-html's data blob"
         data = json.loads(html.unescape(match.group(1)))
-        return [x["content"] for runs in data["tests"].values() for run in runs for x in run.get("extras", [])
-                if x.get("format_type") == "html"]
+        return [
+            x["content"]
+            for runs in data["tests"].values()
+            for run in runs
+            for x in run.get("extras", [])
+            if x.get("format_type") == "html"
+        ]
 
     def text_of_every_output(self) -> str:
         files = [p.read_text(errors="replace") for p in self.reports.iterdir() if p.is_file()]
@@ -77,10 +82,27 @@ def run_pytest_gate(env: Path, reports: Path, *args: str, timeout: float = 300) 
     """
     log = reports.parent / f"{reports.name}.netguard.log"
     log.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "pytest", f"--env={env}", f"--reports={reports}",
-               "-p", "no:cacheprovider", "-q", "-rN", *args]
-    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False,
-                          env=netguard.with_guard(dict(os.environ), log))
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        f"--env={env}",
+        f"--reports={reports}",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "-rN",
+        *args,
+    ]
+    proc = subprocess.run(
+        command,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=netguard.with_guard(dict(os.environ), log),
+    )
     escaped = netguard.read_log(log)
     assert not escaped, "the gate tried to leave loopback and the lab range:\n" + "\n".join(escaped)
     return proc

@@ -179,8 +179,9 @@ def test_inbound_5022_blocked_fails_with_the_jobs_evidence(lab_gate: Callable[..
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
-def test_a_signal_mid_probe_removes_everything_before_the_gate_exits(lab_gate: Callable[..., LabGate],
-                                                                     signum: signal.Signals) -> None:
+def test_a_signal_mid_probe_removes_everything_before_the_gate_exits(
+    lab_gate: Callable[..., LabGate], signum: signal.Signals
+) -> None:
     """The signal often lands while sp_start_job is in flight: the driver then drops the probe's connection to
     mi01, so the job is removed over a new one; and the gate stops there (interrupted) instead of carrying on."""
     gate = lab_gate("active-host-inbound-5022-dropped")  # the job's tnc waits for a dropped SYN: time to signal
@@ -246,8 +247,9 @@ class _DiesAfterStartingTheJob(OdbcSession):
         return rows
 
 
-def _mi_to_sql(gate: LabGate, sessions: list[OdbcSession], *, first_mi_session: type[OdbcSession] = OdbcSession,
-               **options: Any) -> Fact[Connectivity]:
+def _mi_to_sql(
+    gate: LabGate, sessions: list[OdbcSession], *, first_mi_session: type[OdbcSession] = OdbcSession, **options: Any
+) -> Fact[Connectivity]:
     """The MI → SQL Server probe on sql01, run here over sessions of the test's own (kept in `sessions`,
     closed after); the first session to the managed instance is a `first_mi_session`."""
     env = load_environment(gate.env)

@@ -57,8 +57,16 @@ def test_unreachable_target_errors_every_check_once(gate: GateRunner) -> None:
 def test_waivers_accept_a_failure_until_they_expire(gate: GateRunner) -> None:
     def waive(expires: dt.date) -> Any:
         def edit(env: dict[str, Any]) -> None:
-            env["waivers"] = [{"prerequisite": "sql-master-key", "target": "sql01", "reason": "created at cutover",
-                               "owner": "dba@example.com", "expires": expires.isoformat()}]
+            env["waivers"] = [
+                {
+                    "prerequisite": "sql-master-key",
+                    "target": "sql01",
+                    "reason": "created at cutover",
+                    "owner": "dba@example.com",
+                    "expires": expires.isoformat(),
+                }
+            ]
+
         return edit
 
     waived = gate("sql-no-master-key", edit=waive(dt.date.today() + dt.timedelta(days=30)))

@@ -72,12 +72,20 @@ def test_loopback_lab_range_and_unix_sockets_pass(tmp_path: Path) -> None:
 def test_gate_subprocesses_carry_the_fence(tmp_path: Path) -> None:
     """What run_pytest_gate does for the gate: a Python child started with the guard's environment is fenced."""
     log = tmp_path / "netguard.log"
-    probe = ("import socket, sys\n"
-             "s = socket.socket()\n"
-             f"sys.audit('socket.connect', s, ({OUTSIDE!r}, 9))\n"
-             "print('not fenced')\n")
-    child = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False,
-                           env=netguard.with_guard({"PATH": "/usr/bin:/bin"}, log))
+    probe = (
+        "import socket, sys\n"
+        "s = socket.socket()\n"
+        f"sys.audit('socket.connect', s, ({OUTSIDE!r}, 9))\n"
+        "print('not fenced')\n"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=netguard.with_guard({"PATH": "/usr/bin:/bin"}, log),
+    )
     assert child.returncode == 1, child.stdout + child.stderr
     assert "NetworkEscape" in child.stderr
     assert "not fenced" not in child.stdout

@@ -68,14 +68,21 @@ true
 
 
 def _on_first_screen(box: dict[str, Any], width: int, height: int) -> bool:
-    return bool(box["shown"]) and box["top"] >= 0 and box["left"] >= 0 and box["bottom"] <= height \
+    return (
+        bool(box["shown"])
+        and box["top"] >= 0
+        and box["left"] >= 0
+        and box["bottom"] <= height
         and box["right"] <= width
+    )
 
 
 def _click_result_cell(page: Page, state: str, prerequisite: str) -> None:
     """Scroll a results row into view and click its Result cell, as a reader toggling its details."""
-    box = page.evaluate(f"(() => {{ const td = lgRow({state!r}, {prerequisite!r}).querySelector('td.col-result');"
-                        " td.scrollIntoView({block: 'center'}); return lgBox(td); })()")
+    box = page.evaluate(
+        f"(() => {{ const td = lgRow({state!r}, {prerequisite!r}).querySelector('td.col-result');"
+        " td.scrollIntoView({block: 'center'}); return lgBox(td); })()"
+    )
     page.click(box["left"] + box["width"] / 2, box["top"] + box["height"] / 2)
 
 
@@ -112,7 +119,8 @@ def test_html_report_as_an_auditor_sees_it(gate: GateRunner, tmp_path: Path) -> 
             "(() => { const t = document.getElementById('linkgate-matrix');"
             " const col = [...t.rows[0].cells].findIndex((c) => c.textContent === 'sql01');"
             " const row = [...t.rows].find((r) => r.cells[0].textContent === 'sql-master-key');"
-            " return lgBox(row.cells[col]); })()")
+            " return lgBox(row.cells[col]); })()"
+        )
         assert "lg-failed" in failed_cell["classes"]
         assert "failed" in failed_cell["text"]
         assert _on_first_screen(failed_cell, width, height), f"the failing row leads the matrix: {failed_cell}"

@@ -27,10 +27,15 @@ def expects_errors(scenario: str) -> bool:
 
 NOT_APPLICABLE_WHEN_HEALTHY = {
     # healthy's SQL Server runs on Linux: the Windows host checks apply to Windows hosts only.
-    "host-windows-agent-service", "host-windows-failover-clustering", "host-windows-hadr-enabled",
-    "host-windows-os-edition", "host-windows-services", "host-windows-startup-params",
+    "host-windows-agent-service",
+    "host-windows-failover-clustering",
+    "host-windows-hadr-enabled",
+    "host-windows-os-edition",
+    "host-windows-services",
+    "host-windows-startup-params",
     # Active probes (they create a job or endpoint on a target) are opt-in; healthy leaves them off.
-    "net-mi-reaches-sql-5022", "net-sql-reaches-mi-active",
+    "net-mi-reaches-sql-5022",
+    "net-sql-reaches-mi-active",
     # Direction SQL_TO_MI: the managed instance is not the initial primary, so its TDE protector is not read.
     "azure-tde-protector",
     # No database to link uses In-Memory OLTP, so the managed instance's service tier does not matter.
@@ -39,7 +44,8 @@ NOT_APPLICABLE_WHEN_HEALTHY = {
     "host-endpoint-listener",
 }
 PASSED_WHEN_HEALTHY = sorted(
-    i for i in declared_ids(ROOT / "tests")
+    i
+    for i in declared_ids(ROOT / "tests")
     if i.split("-", 1)[0] in ("host", "net", "azure") and i not in NOT_APPLICABLE_WHEN_HEALTHY
 )
 
@@ -51,8 +57,11 @@ def test_healthy_lab_is_a_go(gate: GateRunner) -> None:
     assert summary["verdict"] == "go"
     bad = run.records("failed", "error", "warning")
     assert bad == [], bad
-    lab_targets = {r["target"].split("/")[0] for r in summary["records"]
-                   if r["prerequisite"].split("-", 1)[0] in ("sql", "mi", "host", "net", "azure")}
+    lab_targets = {
+        r["target"].split("/")[0]
+        for r in summary["records"]
+        if r["prerequisite"].split("-", 1)[0] in ("sql", "mi", "host", "net", "azure")
+    }
     assert lab_targets == {"sql01", "mi01"}, "the checks fan out over the lab's SQL Server and managed instance"
     # Each host, network and Azure check really ran and passed: one silently turning not-applicable fails here.
     outcomes: dict[str, set[str]] = {}

@@ -34,8 +34,11 @@ Answer = list[Outcome] | Callable[[Mapping[str, Any] | None], list[Outcome]]
 # What SQL Server's sp_datatype_info_100 answers first for the types pyodbc asks about at connect:
 # pyodbc sizes str/bytes parameters and the datetime fraction from it (datetime: 23 → milliseconds).
 TYPE_INFO = {12: ("varchar", 8000), -9: ("nvarchar", 4000), -3: ("varbinary", 8000), 93: ("datetime", 23)}
-TYPE_INFO_COLUMNS = (Column("TYPE_NAME", SqlType.NVARCHAR, 128), Column("DATA_TYPE", SqlType.SMALLINT),
-                     Column("PRECISION", SqlType.INT))
+TYPE_INFO_COLUMNS = (
+    Column("TYPE_NAME", SqlType.NVARCHAR, 128),
+    Column("DATA_TYPE", SqlType.SMALLINT),
+    Column("PRECISION", SqlType.INT),
+)
 
 
 def _type_info(data_type: int) -> list[Outcome]:
@@ -69,8 +72,9 @@ class CannedBackend:
     def server_name(self) -> str:
         return SERVER_NAME
 
-    def login(self, user: str, password: str, database: str | None, *, app_name: str = "",
-              host_name: str = "") -> CannedSession:
+    def login(
+        self, user: str, password: str, database: str | None, *, app_name: str = "", host_name: str = ""
+    ) -> CannedSession:
         self.logins.append({"user": user, "database": database or "", "app_name": app_name, "host_name": host_name})
         if self.users.get(user) != password:
             raise SqlError(18456, f"Login failed for user '{user}'.", state=8, severity=14)
@@ -96,8 +100,10 @@ class CannedSession:
         text = sql.strip()
         if text.lower().startswith("use "):
             old, self.current = self.current, text[4:].strip(" []")
-            return [DatabaseChanged(old, self.current),
-                    Message(5701, f"Changed database context to '{self.current}'.", state=1)]
+            return [
+                DatabaseChanged(old, self.current),
+                Message(5701, f"Changed database context to '{self.current}'.", state=1),
+            ]
         answer = self.backend.answers.get(text)
         if answer is None:
             return [SqlError(208, f"Invalid object name '{text[:40]}'.", severity=16)]
@@ -111,8 +117,7 @@ class CannedSession:
         return answer(dict(params)) if callable(answer) else list(answer)
 
     def _log(self, text: str, kind: str, params: dict[str, Any]) -> None:
-        self.backend.statements.append(
-            LoggedStatement(dt.datetime.now(), self.user, self.current, text, kind, params))
+        self.backend.statements.append(LoggedStatement(dt.datetime.now(), self.user, self.current, text, kind, params))
 
 
 @pytest.fixture(scope="session")
@@ -172,13 +177,32 @@ class Served:
     port: int
     certificate: Path
 
-    def connect(self, driver: OdbcDriver, *, encrypt: EncryptMode = "mandatory", trust: bool = True,
-                user: str = USER, password: str = PASSWORD, database: str = "master", timeout: int = 5,
-                server_certificate: str | None = None, autocommit: bool = True) -> pyodbc.Connection:
-        text = connection_string(driver, self.host, self.port, user=user, password=password, database=database,
-                                 encrypt=encrypt, trust_server_certificate=trust,
-                                 server_certificate=server_certificate, login_timeout=timeout,
-                                 app_name=self.app_name)
+    def connect(
+        self,
+        driver: OdbcDriver,
+        *,
+        encrypt: EncryptMode = "mandatory",
+        trust: bool = True,
+        user: str = USER,
+        password: str = PASSWORD,
+        database: str = "master",
+        timeout: int = 5,
+        server_certificate: str | None = None,
+        autocommit: bool = True,
+    ) -> pyodbc.Connection:
+        text = connection_string(
+            driver,
+            self.host,
+            self.port,
+            user=user,
+            password=password,
+            database=database,
+            encrypt=encrypt,
+            trust_server_certificate=trust,
+            server_certificate=server_certificate,
+            login_timeout=timeout,
+            app_name=self.app_name,
+        )
         return pyodbc.connect(text, autocommit=autocommit, timeout=timeout)
 
     @property
@@ -189,10 +213,15 @@ class Served:
 @pytest.fixture
 def serve(tds_server: LabSqlServer, lab_certificate: tuple[Path, Path]) -> Callable[..., Served]:
     """`serve(answers, faults=...)`: a fresh canned instance on a free loopback port."""
-    def make(answers: dict[str, Answer] | None = None, *, faults: Faults | None = None,
-             name: str | None = None) -> Served:
-        backend = CannedBackend(name=name or f"canned-{next(_INSTANCE_NUMBERS)}",
-                                answers={**type_info_answers(), **(answers or {})}, faults=faults or Faults())
+
+    def make(
+        answers: dict[str, Answer] | None = None, *, faults: Faults | None = None, name: str | None = None
+    ) -> Served:
+        backend = CannedBackend(
+            name=name or f"canned-{next(_INSTANCE_NUMBERS)}",
+            answers={**type_info_answers(), **(answers or {})},
+            faults=faults or Faults(),
+        )
         host, port = tds_server.add(backend)
         return Served(backend, tds_server, host, port, lab_certificate[0])
 
@@ -202,5 +231,3 @@ def serve(tds_server: LabSqlServer, lab_certificate: tuple[Path, Path]) -> Calla
 def sqlstate(error: BaseException) -> str:
     """The SQLSTATE pyodbc puts first in an error's args."""
     return str(error.args[0]) if error.args else ""
-
-

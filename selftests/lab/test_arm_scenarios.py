@@ -150,9 +150,7 @@ def test_a_missing_instance_errors_every_check_that_needs_it(
 
 
 def test_every_arm_prerequisite_has_a_failing_scenario() -> None:
-    declared = {
-        name.removeprefix("test_").replace("_", "-") for name in dir(checks) if name.startswith("test_azure_")
-    }
+    declared = {name.removeprefix("test_").replace("_", "-") for name in dir(checks) if name.startswith("test_azure_")}
     expected: set[str] = set()
     for path in Path(SCENARIO_DIR).glob("*.yaml"):  # an azure- scenario, or one breaking T-SQL and ARM alike
         text = path.read_text(encoding="utf-8")

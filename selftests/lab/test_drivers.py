@@ -37,10 +37,16 @@ def test_driver18_comes_from_the_wheel_when_not_registered() -> None:
     assert ms.keyword == str(ms.path)
 
 
-@pytest.mark.parametrize(("spec", "kind"), [
-    ("auto", "msodbc18"), ("msodbc18", "msodbc18"), ("ODBC Driver 18 for SQL Server", "msodbc18"),
-    ("freetds", "freetds"), ("FreeTDS", "freetds"),
-])
+@pytest.mark.parametrize(
+    ("spec", "kind"),
+    [
+        ("auto", "msodbc18"),
+        ("msodbc18", "msodbc18"),
+        ("ODBC Driver 18 for SQL Server", "msodbc18"),
+        ("freetds", "freetds"),
+        ("FreeTDS", "freetds"),
+    ],
+)
 def test_resolve_names_kinds_and_auto(spec: str, kind: str) -> None:
     assert resolve(spec).kind == kind
 
@@ -57,20 +63,33 @@ def test_resolve_names_what_exists_when_nothing_matches() -> None:
 
 
 def test_driver18_dialect() -> None:
-    text = connection_string(MS, "sql01.example.com", 1433, user="gate", password="pw", database="msdb",
-                             encrypt="mandatory", trust_server_certificate=False,
-                             extra={"HostNameInCertificate": "*.example.com"})
-    assert text == ("DRIVER=/opt/msodbc/libmsodbcsql-18.so;SERVER=tcp:sql01.example.com,1433;UID=gate;PWD=pw;"
-                    "DATABASE=msdb;APP=linkgate;Encrypt=yes;TrustServerCertificate=no;"
-                    "HostNameInCertificate=*.example.com;")
+    text = connection_string(
+        MS,
+        "sql01.example.com",
+        1433,
+        user="gate",
+        password="pw",
+        database="msdb",
+        encrypt="mandatory",
+        trust_server_certificate=False,
+        extra={"HostNameInCertificate": "*.example.com"},
+    )
+    assert text == (
+        "DRIVER=/opt/msodbc/libmsodbcsql-18.so;SERVER=tcp:sql01.example.com,1433;UID=gate;PWD=pw;"
+        "DATABASE=msdb;APP=linkgate;Encrypt=yes;TrustServerCertificate=no;"
+        "HostNameInCertificate=*.example.com;"
+    )
 
 
-@pytest.mark.parametrize(("encrypt", "ms", "tds"), [
-    ("strict", "Encrypt=strict", "Encryption=strict"),
-    ("mandatory", "Encrypt=yes", "Encryption=require"),
-    ("optional", "Encrypt=optional", "Encryption=request"),
-    ("off", "Encrypt=no", "Encryption=off"),
-])
+@pytest.mark.parametrize(
+    ("encrypt", "ms", "tds"),
+    [
+        ("strict", "Encrypt=strict", "Encryption=strict"),
+        ("mandatory", "Encrypt=yes", "Encryption=require"),
+        ("optional", "Encrypt=optional", "Encryption=request"),
+        ("off", "Encrypt=no", "Encryption=off"),
+    ],
+)
 def test_encryption_vocabulary(encrypt: drivers.EncryptMode, ms: str, tds: str) -> None:
     assert f";{ms};" in connection_string(MS, "h", 1, user=None, password=None, encrypt=encrypt)
     assert f";{tds};" in connection_string(TDS, "h", 1, user=None, password=None, encrypt=encrypt)
@@ -78,10 +97,13 @@ def test_encryption_vocabulary(encrypt: drivers.EncryptMode, ms: str, tds: str) 
 
 def test_freetds_dialect_and_server_certificate_only_for_driver18() -> None:
     text = connection_string(TDS, "10.0.0.5", 14330, user="gate", password="pw", server_certificate="/c.pem")
-    assert text == ("DRIVER=FreeTDS;SERVER=10.0.0.5;PORT=14330;TDS_Version=7.4;UID=gate;PWD=pw;DATABASE=master;"
-                    "APP=linkgate;Encryption=require;")
-    assert ";ServerCertificate=/c.pem;" in connection_string(MS, "h", 1, user=None, password=None,
-                                                              encrypt="strict", server_certificate="/c.pem")
+    assert text == (
+        "DRIVER=FreeTDS;SERVER=10.0.0.5;PORT=14330;TDS_Version=7.4;UID=gate;PWD=pw;DATABASE=master;"
+        "APP=linkgate;Encryption=require;"
+    )
+    assert ";ServerCertificate=/c.pem;" in connection_string(
+        MS, "h", 1, user=None, password=None, encrypt="strict", server_certificate="/c.pem"
+    )
 
 
 def test_quoting_follows_each_drivers_parser() -> None:
@@ -95,8 +117,9 @@ def test_quoting_follows_each_drivers_parser() -> None:
 
 @pytest.mark.lab
 @pytest.mark.parametrize("password", ["a;b}c", "}{;", " edge "])
-def test_awkward_passwords_reach_the_server_intact(serve: Callable[..., Served], driver: OdbcDriver,
-                                                   password: str) -> None:
+def test_awkward_passwords_reach_the_server_intact(
+    serve: Callable[..., Served], driver: OdbcDriver, password: str
+) -> None:
     served = serve()
     served.backend.users = {USER: password}
     with served.connect(driver, password=password):
@@ -120,6 +143,7 @@ def test_a_registered_driver18_is_used_by_name(serve: Callable[..., Served], tmp
         "print(json.dumps([ms.registered, ms.keyword, value]))\n"
     )
     env = {"ODBCSYSINI": str(tmp_path), "PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60,
-                          check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60, check=True
+    )
     assert json.loads(done.stdout) == [True, "ODBC Driver 18 for SQL Server", 1]

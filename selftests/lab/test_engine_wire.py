@@ -199,8 +199,9 @@ def _sent_through_a_relay(freetds: OdbcDriver, served: tuple[SimulatedInstance, 
     """Run `sql` as reader through FreeTDS with Encryption=off via a relay; the tokens of the lab's answer."""
     _, host, port = served
     relay = Relay((host, port))
-    text = connection_string(freetds, "127.0.0.1", relay.port, user="reader", password=PASSWORD, encrypt="off",
-                             login_timeout=5)
+    text = connection_string(
+        freetds, "127.0.0.1", relay.port, user="reader", password=PASSWORD, encrypt="off", login_timeout=5
+    )
     cnxn = pyodbc.connect(text, autocommit=True, timeout=5)
     cursor = cnxn.cursor().execute(sql)
     assert [tuple(r) for r in cursor.fetchall()] == [(1,)]
@@ -829,15 +830,19 @@ def test_lsn_columns_travel_as_numeric_and_a_decimal_as_decimal(
     SQL Server declares them, and a CAST to decimal stays DECIMALN (0x6A)."""
     _, host, port = served
     relay = Relay((host, port))
-    text = connection_string(freetds, "127.0.0.1", relay.port, user="linkgate", password=PASSWORD, encrypt="off",
-                             login_timeout=5)
+    text = connection_string(
+        freetds, "127.0.0.1", relay.port, user="linkgate", password=PASSWORD, encrypt="off", login_timeout=5
+    )
     cnxn = pyodbc.connect(text, autocommit=True, timeout=5)
     assert cnxn.cursor().execute(LSN_QUERY).fetchone() is not None
     cnxn.close()
     relay.join()
     requests, responses = tds_messages(bytes(relay.sent)), tds_messages(bytes(relay.received))
-    answer = next(responses[i][1] for i, (kind, body) in enumerate(requests)
-                  if kind == 0x01 and "backupset".encode("utf-16-le") in body)
+    answer = next(
+        responses[i][1]
+        for i, (kind, body) in enumerate(requests)
+        if kind == 0x01 and "backupset".encode("utf-16-le") in body
+    )
     assert _exact_numeric_codes(answer) == [0x6C, 0x6C, 0x6C, 0x6C, 0x6A]
 
 

@@ -16,9 +16,15 @@ from selftests.lab.engine_fixtures import PASSWORD, lab_password, login, result,
 PREREQUISITE_IDS = declared_ids(Path(__file__).resolve().parents[2] / "tests")
 # Checks the lab cannot fail for real: Windows hosts (tested on recorded WinRM output in
 # selftests/unit/test_probes_host.py) and the SSMS client (a Windows machine too).
-NO_LAB_SCENARIO = {"host-windows-services", "host-windows-agent-service", "host-windows-startup-params",
-                   "host-windows-hadr-enabled", "host-windows-os-edition", "host-windows-failover-clustering",
-                   "client-ssms-version"}
+NO_LAB_SCENARIO = {
+    "host-windows-services",
+    "host-windows-agent-service",
+    "host-windows-startup-params",
+    "host-windows-hadr-enabled",
+    "host-windows-os-edition",
+    "host-windows-failover-clustering",
+    "client-ssms-version",
+}
 
 
 def test_healthy_is_listed_and_names_are_kebab_case() -> None:

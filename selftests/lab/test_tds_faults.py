@@ -24,7 +24,8 @@ STALL = Faults(stall_pattern=r"waitfor\s+delay", stall_seconds=30)
 
 
 def test_a_query_timeout_cancels_a_stalled_statement_and_the_connection_survives(
-        serve: Callable[..., Served], driver: OdbcDriver) -> None:
+    serve: Callable[..., Served], driver: OdbcDriver
+) -> None:
     served = serve({"waitfor delay '00:00:30'": OK, "select 1": OK}, faults=STALL)
     stats = served.server.stats(served.backend.name)
     with served.connect(driver) as cnxn:
@@ -54,13 +55,16 @@ def test_latency_is_added_to_every_round_trip(serve: Callable[..., Served], driv
     assert timings["slow"] - timings["fast"] < 3 * 0.1 + 0.5  # and little else was added
 
 
-@pytest.mark.parametrize(("kind", "state", "at_once"), [
-    ("msodbc18", "HYT00", False),  # Driver 18 retries a refused port until its login timeout
-    ("freetds", "08S01", True),  # FreeTDS gives up at the first RST: "Adaptive Server is unavailable"
-])
-def test_a_refused_instance_fails_within_the_login_timeout(serve: Callable[..., Served],
-                                                           request: pytest.FixtureRequest, kind: str, state: str,
-                                                           at_once: bool) -> None:
+@pytest.mark.parametrize(
+    ("kind", "state", "at_once"),
+    [
+        ("msodbc18", "HYT00", False),  # Driver 18 retries a refused port until its login timeout
+        ("freetds", "08S01", True),  # FreeTDS gives up at the first RST: "Adaptive Server is unavailable"
+    ],
+)
+def test_a_refused_instance_fails_within_the_login_timeout(
+    serve: Callable[..., Served], request: pytest.FixtureRequest, kind: str, state: str, at_once: bool
+) -> None:
     driver: OdbcDriver = request.getfixturevalue(kind)
     served = serve(faults=Faults(refuse=True))
     started = time.monotonic()
@@ -83,8 +87,7 @@ def test_refuse_set_after_add_resets_new_connections(serve: Callable[..., Served
     assert stats.logins == 0
 
 
-def test_a_dropped_connection_fails_within_the_login_timeout(serve: Callable[..., Served],
-                                                             driver: OdbcDriver) -> None:
+def test_a_dropped_connection_fails_within_the_login_timeout(serve: Callable[..., Served], driver: OdbcDriver) -> None:
     served = serve(faults=Faults(drop=True))
     started = time.monotonic()
     with pytest.raises(pyodbc.Error) as caught:
@@ -95,17 +98,22 @@ def test_a_dropped_connection_fails_within_the_login_timeout(serve: Callable[...
     assert served.server.stats(served.backend.name).connections == 1  # accepted, never answered
 
 
-@pytest.mark.parametrize(("kind", "state", "text"), [
-    ("msodbc18", "08S01", "TCP Provider: Error code 0x68 (104)"),  # ECONNRESET while fetching
-    ("freetds", "HY000", "Unknown error"),  # FreeTDS 1.3 does not name a reset
-])
-def test_a_reset_mid_result_breaks_the_fetch_and_the_connection(serve: Callable[..., Served],
-                                                                request: pytest.FixtureRequest, kind: str,
-                                                                state: str, text: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "state", "text"),
+    [
+        ("msodbc18", "08S01", "TCP Provider: Error code 0x68 (104)"),  # ECONNRESET while fetching
+        ("freetds", "HY000", "Unknown error"),  # FreeTDS 1.3 does not name a reset
+    ],
+)
+def test_a_reset_mid_result_breaks_the_fetch_and_the_connection(
+    serve: Callable[..., Served], request: pytest.FixtureRequest, kind: str, state: str, text: str
+) -> None:
     driver: OdbcDriver = request.getfixturevalue(kind)
     rows = [(n,) for n in range(100)]
-    served = serve({"select n from t": [ResultSet((Column("n", SqlType.INT),), rows)], "select 1": OK},
-                   faults=Faults(reset_after_rows=10))
+    served = serve(
+        {"select n from t": [ResultSet((Column("n", SqlType.INT),), rows)], "select 1": OK},
+        faults=Faults(reset_after_rows=10),
+    )
     with served.connect(driver) as cnxn:
         with pytest.raises(pyodbc.Error) as caught:
             cnxn.cursor().execute("select n from t").fetchall()
@@ -123,8 +131,15 @@ def test_one_server_carries_200_instances(lab_certificate: tuple[Path, Path], dr
         assert len({port for _, port in where}) == 200
 
         def login_and_query(address: tuple[str, int]) -> int:
-            text = connection_string(driver, *address, user=USER, password=PASSWORD, encrypt="mandatory",
-                                     trust_server_certificate=True, login_timeout=10)
+            text = connection_string(
+                driver,
+                *address,
+                user=USER,
+                password=PASSWORD,
+                encrypt="mandatory",
+                trust_server_certificate=True,
+                login_timeout=10,
+            )
             with pyodbc.connect(text, autocommit=True, timeout=10) as cnxn:
                 return int(cnxn.cursor().execute("select 1").fetchone()[0])
 

@@ -36,8 +36,14 @@ ONE: dict[str, Answer] = {"select 1": [ResultSet((Column("", SqlType.INT),), [(1
         ("freetds", "mandatory", False, "full"),  # FreeTDS checks no certificate by default
     ],
 )
-def test_login_in_each_encryption_mode(serve: Callable[..., Served], request: pytest.FixtureRequest, kind: str,
-                                       encrypt: EncryptMode, trust: bool, mode: str) -> None:
+def test_login_in_each_encryption_mode(
+    serve: Callable[..., Served],
+    request: pytest.FixtureRequest,
+    kind: str,
+    encrypt: EncryptMode,
+    trust: bool,
+    mode: str,
+) -> None:
     driver: OdbcDriver = request.getfixturevalue(kind)
     served = serve(ONE)
     pinned = str(served.certificate) if encrypt == "strict" else None
@@ -46,8 +52,9 @@ def test_login_in_each_encryption_mode(serve: Callable[..., Served], request: py
     assert served.server.stats(served.backend.name).encryption == {mode: 1}
 
 
-def test_driver18_rejects_the_self_signed_certificate_unless_trusted(serve: Callable[..., Served],
-                                                                     msodbc18: OdbcDriver) -> None:
+def test_driver18_rejects_the_self_signed_certificate_unless_trusted(
+    serve: Callable[..., Served], msodbc18: OdbcDriver
+) -> None:
     served = serve(ONE)
     with pytest.raises(pyodbc.Error) as caught:
         served.connect(msodbc18, encrypt="mandatory", trust=False)
@@ -67,25 +74,47 @@ except pyodbc.Error as e:
 """
 
 
-@pytest.mark.parametrize(("trusted", "name", "expected"), [
-    ("lab", "localhost", ["1"]),
-    ("other", "localhost", ["08001", "certificate verify failed:self-signed certificate"]),
-    ("lab", None, ["08001", "certificate verify failed:subject name does not match host name"]),
-])
+@pytest.mark.parametrize(
+    ("trusted", "name", "expected"),
+    [
+        ("lab", "localhost", ["1"]),
+        ("other", "localhost", ["08001", "certificate verify failed:self-signed certificate"]),
+        ("lab", None, ["08001", "certificate verify failed:subject name does not match host name"]),
+    ],
+)
 def test_driver18_verifies_the_certificate_against_a_ca_it_is_given(
-        serve: Callable[..., Served], msodbc18: OdbcDriver, tmp_path: Path, trusted: str, name: str | None,
-        expected: list[str]) -> None:
+    serve: Callable[..., Served],
+    msodbc18: OdbcDriver,
+    tmp_path: Path,
+    trusted: str,
+    name: str | None,
+    expected: list[str],
+) -> None:
     """Encrypt=yes;TrustServerCertificate=no, as production runs: the lab's certificate, trusted as a CA through the
     driver's OpenSSL store, lets the login through; another CA's store, or a name it does not carry, stops it."""
     served = serve(ONE)
     ca = served.certificate if trusted == "lab" else write_self_signed(tmp_path / "other")[0]
-    text = connection_string(msodbc18, served.host, served.port, user=USER, password=PASSWORD, encrypt="mandatory",
-                             trust_server_certificate=False, app_name=served.app_name,
-                             extra={"HostNameInCertificate": name} if name else None)
+    text = connection_string(
+        msodbc18,
+        served.host,
+        served.port,
+        user=USER,
+        password=PASSWORD,
+        encrypt="mandatory",
+        trust_server_certificate=False,
+        app_name=served.app_name,
+        extra={"HostNameInCertificate": name} if name else None,
+    )
     (tmp_path / "empty").mkdir()
-    done = subprocess.run([sys.executable, "-c", CONNECT_WITH_STORE], input=text, capture_output=True, text=True,
-                          env={**os.environ, "SSL_CERT_FILE": str(ca), "SSL_CERT_DIR": str(tmp_path / "empty")},
-                          timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", CONNECT_WITH_STORE],
+        input=text,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SSL_CERT_FILE": str(ca), "SSL_CERT_DIR": str(tmp_path / "empty")},
+        timeout=60,
+        check=True,
+    )
     lines = done.stdout.strip().splitlines()
     assert lines[0] == expected[0], done.stdout
     assert expected[-1] in lines[-1]
@@ -96,20 +125,32 @@ def test_driver18_verifies_the_certificate_against_a_ca_it_is_given(
 def test_driver18_requires_encryption_that_a_server_without_certificate_cannot_give(msodbc18: OdbcDriver) -> None:
     with LabSqlServer() as bare:
         host, port = bare.add(CannedBackend(answers=dict(ONE)))
-        text = connection_string(msodbc18, host, port, user=USER, password=PASSWORD, encrypt="mandatory",
-                                 trust_server_certificate=True, login_timeout=5)
+        text = connection_string(
+            msodbc18,
+            host,
+            port,
+            user=USER,
+            password=PASSWORD,
+            encrypt="mandatory",
+            trust_server_certificate=True,
+            login_timeout=5,
+        )
         with pytest.raises(pyodbc.Error) as caught:
             pyodbc.connect(text, timeout=5)
     assert sqlstate(caught.value) == "08001"
     assert "Encryption not supported" in str(caught.value)
 
 
-@pytest.mark.parametrize(("kind", "state", "error_class"), [
-    ("msodbc18", "28000", pyodbc.InterfaceError),
-    ("freetds", "42000", pyodbc.ProgrammingError),
-])
-def test_wrong_password_is_login_failed_18456(serve: Callable[..., Served], request: pytest.FixtureRequest,
-                                              kind: str, state: str, error_class: type[Exception]) -> None:
+@pytest.mark.parametrize(
+    ("kind", "state", "error_class"),
+    [
+        ("msodbc18", "28000", pyodbc.InterfaceError),
+        ("freetds", "42000", pyodbc.ProgrammingError),
+    ],
+)
+def test_wrong_password_is_login_failed_18456(
+    serve: Callable[..., Served], request: pytest.FixtureRequest, kind: str, state: str, error_class: type[Exception]
+) -> None:
     driver: OdbcDriver = request.getfixturevalue(kind)
     served = serve(ONE)
     with pytest.raises(pyodbc.Error) as caught:

@@ -68,8 +68,9 @@ PARAMETERS: list[tuple[str, Any]] = [
 ]
 
 
-def test_datetime_parameters_keep_what_sp_datatype_info_allows(serve: Callable[..., Served],
-                                                               driver: OdbcDriver) -> None:
+def test_datetime_parameters_keep_what_sp_datatype_info_allows(
+    serve: Callable[..., Served], driver: OdbcDriver
+) -> None:
     """pyodbc sends the fraction SQLGetTypeInfo(SQL_TYPE_TIMESTAMP) allows: datetime's 23 → milliseconds,
     as against SQL Server; without that answer it would send whole seconds."""
     served = serve({"select ok where d = @P1": OK})
@@ -78,8 +79,7 @@ def test_datetime_parameters_keep_what_sp_datatype_info_allows(serve: Callable[.
     assert served.backend.statements[-1].params == {"P1": dt.datetime(2024, 1, 2, 3, 4, 5, 123000)}
 
 
-def test_pyodbc_asks_for_type_info_once_per_connection_string(serve: Callable[..., Served],
-                                                               driver: OdbcDriver) -> None:
+def test_pyodbc_asks_for_type_info_once_per_connection_string(serve: Callable[..., Served], driver: OdbcDriver) -> None:
     """pyodbc keeps SQLGetTypeInfo's answers per connection string for the process: a second connect with
     the same string asks nothing. Why Served gives each backend its own APP, and why a gate worker pays
     the type-info round trips once per target, not once per connection."""
@@ -94,8 +94,9 @@ def test_pyodbc_asks_for_type_info_once_per_connection_string(serve: Callable[..
 
 
 @pytest.mark.parametrize(("label", "value"), PARAMETERS, ids=[label for label, _ in PARAMETERS])
-def test_a_parameter_reaches_the_backend_by_name_with_its_value(serve: Callable[..., Served], driver: OdbcDriver,
-                                                                 label: str, value: Any) -> None:
+def test_a_parameter_reaches_the_backend_by_name_with_its_value(
+    serve: Callable[..., Served], driver: OdbcDriver, label: str, value: Any
+) -> None:
     sql = "select ok from t where a = ? and b = ?"
     served = serve({_placeholders(sql): OK})
     with served.connect(driver) as cnxn:
@@ -146,15 +147,26 @@ def test_several_result_sets_and_messages_in_one_batch(serve: Callable[..., Serv
     assert sets == [[(1,), (2,)], [("x",)]]
 
 
-@pytest.mark.parametrize(("error", "state"), [
-    (SqlError(229, "The SELECT permission was denied on the object 'backupset', database 'msdb', schema 'dbo'.",
-              state=5, severity=14), "42000"),
-    (SqlError(208, "Invalid object name 'sys.nope'.", state=1, severity=16), "42S02"),
-    (SqlError(207, "Invalid column name 'nope'.", state=1, severity=16), "42S22"),
-])
+@pytest.mark.parametrize(
+    ("error", "state"),
+    [
+        (
+            SqlError(
+                229,
+                "The SELECT permission was denied on the object 'backupset', database 'msdb', schema 'dbo'.",
+                state=5,
+                severity=14,
+            ),
+            "42000",
+        ),
+        (SqlError(208, "Invalid object name 'sys.nope'.", state=1, severity=16), "42S02"),
+        (SqlError(207, "Invalid column name 'nope'.", state=1, severity=16), "42S22"),
+    ],
+)
 @pytest.mark.parametrize("as_rpc", [False, True], ids=["batch", "rpc"])
 def test_errors_surface_with_sql_servers_sqlstate_and_the_connection_survives(
-        serve: Callable[..., Served], driver: OdbcDriver, error: SqlError, state: str, as_rpc: bool) -> None:
+    serve: Callable[..., Served], driver: OdbcDriver, error: SqlError, state: str, as_rpc: bool
+) -> None:
     sql = "select denied where 1 = " + ("?" if as_rpc else "1")
     served = serve({_placeholders(sql): [error], "select 1": OK})
     with served.connect(driver) as cnxn:
@@ -181,8 +193,7 @@ def test_use_changes_the_drivers_current_database(serve: Callable[..., Served], 
         assert cnxn.getinfo(pyodbc.SQL_DATABASE_NAME) == "msdb"
 
 
-def test_a_procedure_called_by_name_gets_its_named_parameters(serve: Callable[..., Served],
-                                                              driver: OdbcDriver) -> None:
+def test_a_procedure_called_by_name_gets_its_named_parameters(serve: Callable[..., Served], driver: OdbcDriver) -> None:
     served = serve({"proc:sys.sp_helpdb": OK})
     with served.connect(driver) as cnxn:
         assert cnxn.cursor().execute("{call sys.sp_helpdb (?)}", "msdb").fetchall()[0][0] == 1
@@ -192,13 +203,16 @@ def test_a_procedure_called_by_name_gets_its_named_parameters(serve: Callable[..
 
 def test_an_unknown_procedure_is_2812(serve: Callable[..., Served], driver: OdbcDriver) -> None:
     served = serve()
-    with served.connect(driver) as cnxn, \
-            pytest.raises(pyodbc.Error, match=r"Could not find stored procedure 'dbo.nope'. \(2812\)"):
+    with (
+        served.connect(driver) as cnxn,
+        pytest.raises(pyodbc.Error, match=r"Could not find stored procedure 'dbo.nope'. \(2812\)"),
+    ):
         cnxn.cursor().execute("{call dbo.nope}")
 
 
-def test_transactions_requested_by_the_driver_are_acknowledged(serve: Callable[..., Served],
-                                                               driver: OdbcDriver) -> None:
+def test_transactions_requested_by_the_driver_are_acknowledged(
+    serve: Callable[..., Served], driver: OdbcDriver
+) -> None:
     """autocommit off: the drivers send TM BEGIN after login, COMMIT/ROLLBACK on demand, and need ENVCHANGEs."""
     served = serve({"select 1": OK})
     with served.connect(driver, autocommit=False) as cnxn:
@@ -225,8 +239,10 @@ def test_sp_prepare_sp_execute_and_sp_executesql_by_id() -> None:
     backend = CannedBackend(answers={"select @a": OK})
     procs = Procedures(backend.login(USER, PASSWORD, None))
     out = Response(SERVER_NAME)
-    procs.run(RpcCall(SP_PREPARE, "", (RpcParam("@h", None, output=True), RpcParam("", "@a int"),
-                                       RpcParam("", "select @a"))), out)
+    procs.run(
+        RpcCall(SP_PREPARE, "", (RpcParam("@h", None, output=True), RpcParam("", "@a int"), RpcParam("", "select @a"))),
+        out,
+    )
     (handle,) = procs.prepared
     procs.run(RpcCall(SP_EXECUTE, "", (RpcParam("", handle), RpcParam("", 5))), out)
     procs.run(RpcCall(SP_EXECUTESQL, "", (RpcParam("", "select @a"), RpcParam("", "@a int"), RpcParam("", 6))), out)
@@ -237,15 +253,17 @@ def test_sp_prepare_sp_execute_and_sp_executesql_by_id() -> None:
     assert "Could not find prepared statement with handle 999.".encode("utf-16-le") in tokens
 
 
-def test_freetds_unprepares_each_prepared_statement_and_the_server_answers(serve: Callable[..., Served],
-                                                                           freetds: OdbcDriver) -> None:
+def test_freetds_unprepares_each_prepared_statement_and_the_server_answers(
+    serve: Callable[..., Served], freetds: OdbcDriver
+) -> None:
     """FreeTDS follows every sp_prepexec with sp_unprepare (ProcID 15) of the handle it was given: read on the wire
     (Encryption=off, so a relay sees plain TDS), it arrives, names handle 1 and is answered RETURNSTATUS 0, DONEPROC."""
     sql = "select ok from t where a = ?"
     served = serve({_placeholders(sql): OK})
     relay = Relay((served.host, served.port))
-    text = connection_string(freetds, "127.0.0.1", relay.port, user=USER, password=PASSWORD, encrypt="off",
-                             app_name=served.app_name)
+    text = connection_string(
+        freetds, "127.0.0.1", relay.port, user=USER, password=PASSWORD, encrypt="off", app_name=served.app_name
+    )
     cnxn = pyodbc.connect(text, autocommit=True, timeout=5)
     cursor = cnxn.cursor()
     assert cursor.execute(sql, 1).fetchall()[0][0] == 1
@@ -277,8 +295,12 @@ def _handle_of(body: bytes) -> int:
     return int(struct.unpack_from("<i", body, at + 3)[0])
 
 
-DENIED = SqlError(229, "The SELECT permission was denied on the object 'backupset', database 'msdb', schema 'dbo'.",
-                  state=5, severity=14)
+DENIED = SqlError(
+    229,
+    "The SELECT permission was denied on the object 'backupset', database 'msdb', schema 'dbo'.",
+    state=5,
+    severity=14,
+)
 TWO = ResultSet((Column("b", SqlType.INT),), [(2,)])
 
 
@@ -288,26 +310,38 @@ def test_an_error_the_batch_runs_on_after_is_its_own_statement_in_the_stream() -
     out = Response(SERVER_NAME)
     assert out.outcomes([*OK, DENIED, TWO]) == []
     assert read_tokens(out.finish()) == [
-        Tok(COLMETADATA, count=1), Tok(ROW, values=(1,)),
+        Tok(COLMETADATA, count=1),
+        Tok(ROW, values=(1,)),
         Tok(DONE, status=DONE_COUNT | DONE_MORE, curcmd=0xC1, count=1),
-        Tok(ERROR, number=229), Tok(DONE, status=DONE_ERROR | DONE_MORE),
-        Tok(COLMETADATA, count=1), Tok(ROW, values=(2,)), Tok(DONE, status=DONE_COUNT, curcmd=0xC1, count=1),
+        Tok(ERROR, number=229),
+        Tok(DONE, status=DONE_ERROR | DONE_MORE),
+        Tok(COLMETADATA, count=1),
+        Tok(ROW, values=(2,)),
+        Tok(DONE, status=DONE_COUNT, curcmd=0xC1, count=1),
     ]
 
 
 def test_errors_of_one_statement_share_its_done_and_the_last_ones_are_left_to_close_the_response() -> None:
     """300 then 297 are one failed statement: two ERROR tokens, one DONE. Errors the outcomes end with are
     returned (all of them, not only the first) for the caller to close with."""
-    state = [SqlError(300, "VIEW SERVER STATE permission was denied on object 'server', database 'master'.",
-                      severity=14), SqlError(297, "The user does not have permission to perform this action.")]
+    state = [
+        SqlError(300, "VIEW SERVER STATE permission was denied on object 'server', database 'master'.", severity=14),
+        SqlError(297, "The user does not have permission to perform this action."),
+    ]
     out = Response(SERVER_NAME)
     trailing = out.outcomes([*state, *OK, *state])
     assert trailing == state
     out.errors(trailing)
     assert [(t.kind, t.number, t.status) for t in read_tokens(out.finish())] == [
-        (ERROR, 300, 0), (ERROR, 297, 0), (DONE, 0, DONE_ERROR | DONE_MORE),
-        (COLMETADATA, 0, 0), (ROW, 0, 0), (DONE, 0, DONE_COUNT | DONE_MORE),
-        (ERROR, 300, 0), (ERROR, 297, 0), (DONE, 0, DONE_ERROR),
+        (ERROR, 300, 0),
+        (ERROR, 297, 0),
+        (DONE, 0, DONE_ERROR | DONE_MORE),
+        (COLMETADATA, 0, 0),
+        (ROW, 0, 0),
+        (DONE, 0, DONE_COUNT | DONE_MORE),
+        (ERROR, 300, 0),
+        (ERROR, 297, 0),
+        (DONE, 0, DONE_ERROR),
     ]
 
 
@@ -320,11 +354,18 @@ def test_in_an_rpc_a_statement_error_is_a_doneinproc_and_the_call_still_returns_
     procs.run(RpcCall(SP_EXECUTESQL, "", (RpcParam("", "mixed"),)), mixed)
     procs.run(RpcCall(SP_EXECUTESQL, "", (RpcParam("", "ends"),)), ends)
     assert [(t.kind, t.number, t.status) for t in read_tokens(mixed.finish())] == [
-        (COLMETADATA, 0, 0), (ROW, 0, 0), (DONEINPROC, 0, DONE_COUNT | DONE_MORE),
-        (ERROR, 229, 0), (DONEINPROC, 0, DONE_ERROR | DONE_MORE),
-        (COLMETADATA, 0, 0), (ROW, 0, 0), (DONEINPROC, 0, DONE_COUNT | DONE_MORE),
-        (RETURNSTATUS, 0, 0), (DONEPROC, 0, 0),
+        (COLMETADATA, 0, 0),
+        (ROW, 0, 0),
+        (DONEINPROC, 0, DONE_COUNT | DONE_MORE),
+        (ERROR, 229, 0),
+        (DONEINPROC, 0, DONE_ERROR | DONE_MORE),
+        (COLMETADATA, 0, 0),
+        (ROW, 0, 0),
+        (DONEINPROC, 0, DONE_COUNT | DONE_MORE),
+        (RETURNSTATUS, 0, 0),
+        (DONEPROC, 0, 0),
     ]
     assert [(t.kind, t.number, t.status) for t in read_tokens(ends.finish())][-2:] == [
-        (ERROR, 229, 0), (DONEPROC, 0, DONE_ERROR),
+        (ERROR, 229, 0),
+        (DONEPROC, 0, DONE_ERROR),
     ]

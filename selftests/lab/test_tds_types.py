@@ -33,14 +33,22 @@ CASES: list[tuple[Column, Any, Any]] = [
     (Column("bit", SqlType.BIT), True, True),
     (Column("real", SqlType.REAL), 1.5, 1.5),
     (Column("float", SqlType.FLOAT), 1e308, 1e308),
-    (Column("decimal", SqlType.DECIMAL, precision=38, scale=10),
-     decimal.Decimal("-1234567890123456789012345678.0123456789"),
-     decimal.Decimal("-1234567890123456789012345678.0123456789")),
+    (
+        Column("decimal", SqlType.DECIMAL, precision=38, scale=10),
+        decimal.Decimal("-1234567890123456789012345678.0123456789"),
+        decimal.Decimal("-1234567890123456789012345678.0123456789"),
+    ),
     (Column("decimal_int", SqlType.DECIMAL, precision=5, scale=2), 7, decimal.Decimal("7.00")),
-    (Column("numeric_lsn", SqlType.NUMERIC, precision=25, scale=0), decimal.Decimal("37000000012800001"),
-     decimal.Decimal("37000000012800001")),
-    (Column("money", SqlType.MONEY), decimal.Decimal("-922337203685477.5808"),
-     decimal.Decimal("-922337203685477.5808")),
+    (
+        Column("numeric_lsn", SqlType.NUMERIC, precision=25, scale=0),
+        decimal.Decimal("37000000012800001"),
+        decimal.Decimal("37000000012800001"),
+    ),
+    (
+        Column("money", SqlType.MONEY),
+        decimal.Decimal("-922337203685477.5808"),
+        decimal.Decimal("-922337203685477.5808"),
+    ),
     (Column("char", SqlType.CHAR, 5), "ab", "ab   "),
     (Column("varchar", SqlType.VARCHAR, 20), "café", "café"),
     (Column("nchar", SqlType.NCHAR, 3), "é", "é  "),
@@ -55,12 +63,18 @@ CASES: list[tuple[Column, Any, Any]] = [
     (Column("date", SqlType.DATE), dt.date(1, 1, 1), dt.date(1, 1, 1)),
     (Column("time", SqlType.TIME, scale=7), dt.time(23, 59, 59, 999999), dt.time(23, 59, 59, 999999)),
     (Column("time0", SqlType.TIME, scale=0), dt.time(12, 0, 1, 999999), dt.time(12, 0, 1)),
-    (Column("datetime", SqlType.DATETIME), dt.datetime(1753, 1, 1, 12, 30, 0, 3000),
-     dt.datetime(1753, 1, 1, 12, 30, 0, 3000)),
+    (
+        Column("datetime", SqlType.DATETIME),
+        dt.datetime(1753, 1, 1, 12, 30, 0, 3000),
+        dt.datetime(1753, 1, 1, 12, 30, 0, 3000),
+    ),
     (Column("datetime_from_date", SqlType.DATETIME), dt.date(2024, 2, 29), dt.datetime(2024, 2, 29)),
     (Column("smalldatetime", SqlType.SMALLDATETIME), dt.datetime(2079, 6, 6, 23, 59), dt.datetime(2079, 6, 6, 23, 59)),
-    (Column("datetime2", SqlType.DATETIME2, scale=7), dt.datetime(9999, 12, 31, 23, 59, 59, 999999),
-     dt.datetime(9999, 12, 31, 23, 59, 59, 999999)),
+    (
+        Column("datetime2", SqlType.DATETIME2, scale=7),
+        dt.datetime(9999, 12, 31, 23, 59, 59, 999999),
+        dt.datetime(9999, 12, 31, 23, 59, 59, 999999),
+    ),
     (Column("datetime2_min", SqlType.DATETIME2, scale=3), dt.datetime(1, 1, 1), dt.datetime(1, 1, 1)),
 ]
 
@@ -72,8 +86,9 @@ def typed(serve: Callable[..., Served]) -> Served:
 
 
 @pytest.mark.parametrize(("column", "sent", "expected"), CASES, ids=[c.name for c, _, _ in CASES])
-def test_each_type_reads_back_as_its_python_value(typed: Served, driver: OdbcDriver, column: Column, sent: Any,
-                                                  expected: Any) -> None:
+def test_each_type_reads_back_as_its_python_value(
+    typed: Served, driver: OdbcDriver, column: Column, sent: Any, expected: Any
+) -> None:
     with typed.connect(driver) as cnxn:
         cursor = cnxn.cursor().execute(f"select {column.name}")
         assert cursor.description[0][0] == column.name
@@ -81,8 +96,9 @@ def test_each_type_reads_back_as_its_python_value(typed: Served, driver: OdbcDri
         assert [tuple(r) for r in cursor.fetchall()] == [(expected,), (None,)]
 
 
-def test_an_unaliased_expression_has_an_empty_name_and_long_names_are_cut_to_128(serve: Callable[..., Served],
-                                                                                   driver: OdbcDriver) -> None:
+def test_an_unaliased_expression_has_an_empty_name_and_long_names_are_cut_to_128(
+    serve: Callable[..., Served], driver: OdbcDriver
+) -> None:
     columns = (Column("", SqlType.INT), Column("n" * 300, SqlType.INT))
     served = serve({"select 1, 2": [ResultSet(columns, [(1, 2)])]})
     with served.connect(driver) as cnxn:
@@ -146,8 +162,9 @@ def test_nvarchar_variant_reads_as_str_under_driver18(serve: Callable[..., Serve
         assert cnxn.cursor().execute("select serverproperty").fetchone()[0] == "16.0.4135.4"
 
 
-def test_int_variant_breaks_pyodbc_under_driver18_as_against_sql_server(serve: Callable[..., Served],
-                                                                        msodbc18: OdbcDriver) -> None:
+def test_int_variant_breaks_pyodbc_under_driver18_as_against_sql_server(
+    serve: Callable[..., Served], msodbc18: OdbcDriver
+) -> None:
     served = serve(_variant_rows(IS_HADR_ENABLED))
     with served.connect(msodbc18) as cnxn, pytest.raises(pyodbc.ProgrammingError) as caught:
         cnxn.cursor().execute("select serverproperty").fetchone()
@@ -155,8 +172,9 @@ def test_int_variant_breaks_pyodbc_under_driver18_as_against_sql_server(serve: C
 
 
 @pytest.mark.parametrize("value", [PRODUCT_VERSION, IS_HADR_ENABLED], ids=["nvarchar", "int"])
-def test_any_variant_breaks_pyodbc_under_freetds(serve: Callable[..., Served], freetds: OdbcDriver,
-                                                 value: Variant) -> None:
+def test_any_variant_breaks_pyodbc_under_freetds(
+    serve: Callable[..., Served], freetds: OdbcDriver, value: Variant
+) -> None:
     served = serve(_variant_rows(value))
     with served.connect(freetds) as cnxn, pytest.raises(pyodbc.Error) as caught:
         cnxn.cursor().execute("select serverproperty").fetchone()
@@ -164,21 +182,23 @@ def test_any_variant_breaks_pyodbc_under_freetds(serve: Callable[..., Served], f
     assert "Descriptor type out of range" in str(caught.value)
 
 
-def test_freetds_hands_the_variant_base_value_to_a_converter(serve: Callable[..., Served],
-                                                             freetds: OdbcDriver) -> None:
+def test_freetds_hands_the_variant_base_value_to_a_converter(serve: Callable[..., Served], freetds: OdbcDriver) -> None:
     served = serve(_variant_rows(IS_HADR_ENABLED))
     with served.connect(freetds) as cnxn:
         cnxn.add_output_converter(-150, bytes)  # SQL_SS_VARIANT
         assert cnxn.cursor().execute("select serverproperty").fetchone()[0] == struct.pack("<i", 1)
 
 
-@pytest.mark.parametrize(("base", "value", "wire"), [
-    (Column("", SqlType.INT), 1, "0600000038000100 0000"),
-    (Column("", SqlType.NVARCHAR, 128), "ab", "0d000000 e7 07 0904d00034 0001 6100 6200"),
-    (Column("", SqlType.DECIMAL, precision=5, scale=2), decimal.Decimal("1.5"), "090000006a020502 0196000000"),
-    (Column("", SqlType.DATETIME2, scale=3), dt.datetime(1, 1, 1), "0a000000 2a 01 03 00000000 000000"),
-    (Column("", SqlType.VARBINARY, 4), b"\x01", "050000 00a5020400 01"),
-])
+@pytest.mark.parametrize(
+    ("base", "value", "wire"),
+    [
+        (Column("", SqlType.INT), 1, "0600000038000100 0000"),
+        (Column("", SqlType.NVARCHAR, 128), "ab", "0d000000 e7 07 0904d00034 0001 6100 6200"),
+        (Column("", SqlType.DECIMAL, precision=5, scale=2), decimal.Decimal("1.5"), "090000006a020502 0196000000"),
+        (Column("", SqlType.DATETIME2, scale=3), dt.datetime(1, 1, 1), "0a000000 2a 01 03 00000000 000000"),
+        (Column("", SqlType.VARBINARY, 4), b"\x01", "050000 00a5020400 01"),
+    ],
+)
 def test_variant_wire_format(base: Column, value: Any, wire: str) -> None:
     """u32 length, base type (fixed codes for ints), property count, properties, data (MS-TDS 2.2.5.5.4)."""
     encoded = encode_value(Column("v", SqlType.SQL_VARIANT), Variant(base, value))
@@ -190,11 +210,14 @@ def test_null_variant_is_four_zero_bytes() -> None:
     assert encode_value(column, None) == encode_value(column, Variant(Column("", SqlType.INT), None)) == bytes(4)
 
 
-@pytest.mark.parametrize(("column", "value", "error"), [
-    (Column("v", SqlType.NVARCHAR, 3), "four", ValueError),
-    (Column("d", SqlType.DECIMAL, precision=3, scale=1), decimal.Decimal("100.0"), ValueError),
-    (Column("v", SqlType.SQL_VARIANT), 1, TypeError),
-])
+@pytest.mark.parametrize(
+    ("column", "value", "error"),
+    [
+        (Column("v", SqlType.NVARCHAR, 3), "four", ValueError),
+        (Column("d", SqlType.DECIMAL, precision=3, scale=1), decimal.Decimal("100.0"), ValueError),
+        (Column("v", SqlType.SQL_VARIANT), 1, TypeError),
+    ],
+)
 def test_a_value_that_does_not_fit_its_column_is_refused(column: Column, value: Any, error: type[Exception]) -> None:
     with pytest.raises(error):
         encode_value(column, value)

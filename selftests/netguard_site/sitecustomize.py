@@ -7,8 +7,9 @@ import importlib.util
 from pathlib import Path
 
 # By path, not `import selftests.netguard`: at interpreter startup the project root is not on sys.path yet.
-_spec = importlib.util.spec_from_file_location("linkgate_selftests_netguard",
-                                               Path(__file__).resolve().parent.parent / "netguard.py")
+_spec = importlib.util.spec_from_file_location(
+    "linkgate_selftests_netguard", Path(__file__).resolve().parent.parent / "netguard.py"
+)
 if _spec is not None and _spec.loader is not None:
     _module = importlib.util.module_from_spec(_spec)
     _spec.loader.exec_module(_module)

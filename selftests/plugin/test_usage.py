@@ -18,8 +18,7 @@ def error_lines(result: pytest.RunResult) -> list[str]:
 def test_gate_without_env_names_the_environments(pytester: pytest.Pytester, gate_dir: Path) -> None:
     result = run(pytester)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert error_lines(result) == [
-        "ERROR: linkgate: choose an environment with --env NAME (available: demo, example)"]
+    assert error_lines(result) == ["ERROR: linkgate: choose an environment with --env NAME (available: demo, example)"]
 
 
 def test_unknown_environment(pytester: pytest.Pytester, gate_dir: Path) -> None:
@@ -53,8 +52,11 @@ def test_waiver_with_unknown_id(pytester: pytest.Pytester, gate_dir: Path, monke
     for var in ("LINKGATE_SQL01_PASSWORD", "LINKGATE_SQL01_HOST_PASSWORD", "LINKGATE_MI_PASSWORD"):
         monkeypatch.setenv(var, "x-secret-x")
     env = gate_dir / "environments" / "waived.yaml"
-    env.write_text((gate_dir / "environments" / "example.yaml").read_text().replace(
-        "prerequisite: sql-trace-flag-1800", "prerequisite: sql-trace-flag-18000"))
+    env.write_text(
+        (gate_dir / "environments" / "example.yaml")
+        .read_text()
+        .replace("prerequisite: sql-trace-flag-1800", "prerequisite: sql-trace-flag-18000")
+    )
     result = run(pytester, "--env", "waived", "-n", "2")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     (line,) = error_lines(result)

@@ -24,8 +24,21 @@ SPEC_TABLE_IDS = (
     "CLIENT-01",
 )
 EXPECTED_MISSING: frozenset[str] = frozenset()  # spec ids knowingly left without a prerequisite: none
-REMEDIATION_FIELDS = {"target", "database", "server", "instance", "endpoint_port", "login", "sql_ip", "mi_name",
-                      "mi_fqdn", "mi_subnet", "direction", "agent_service", "engine_service"}
+REMEDIATION_FIELDS = {
+    "target",
+    "database",
+    "server",
+    "instance",
+    "endpoint_port",
+    "login",
+    "sql_ip",
+    "mi_name",
+    "mi_fqdn",
+    "mi_subnet",
+    "direction",
+    "agent_service",
+    "engine_service",
+}
 
 
 @pytest.fixture(scope="module")

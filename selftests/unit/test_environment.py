@@ -73,14 +73,23 @@ def test_valid_file_loads_typed(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ("    server: 10.0.0.5\n", "    server: 10.0.0.5\n    port: abc\n",
-         "prod.yaml:5: sql_servers.sql01.port: expected an integer from 1 to 65535, got 'abc'"),
-        ("    databases: [SalesDB, HrDB]", "    databses: [SalesDB]",
-         "prod.yaml:9: sql_servers.sql01.databses: unknown key (did you mean 'databases'?)"),
+        (
+            "    server: 10.0.0.5\n",
+            "    server: 10.0.0.5\n    port: abc\n",
+            "prod.yaml:5: sql_servers.sql01.port: expected an integer from 1 to 65535, got 'abc'",
+        ),
+        (
+            "    databases: [SalesDB, HrDB]",
+            "    databses: [SalesDB]",
+            "prod.yaml:9: sql_servers.sql01.databses: unknown key (did you mean 'databases'?)",
+        ),
         ("  subnet: 10.50.0.0/24", "  subnet: 10.50.0.0/33", "prod.yaml:16: managed_instance.subnet: expected an IPv4"),
         ("direction: SQL_TO_MI", "direction: sideways", "prod.yaml:1: direction: expected one of SQL_TO_MI, MI_TO_SQL"),
-        ("    password_env: LG_TEST_PW\n    host_os", "    password: hunter2\n    host_os",
-         "prod.yaml:6: sql_servers.sql01.password: unknown key"),
+        (
+            "    password_env: LG_TEST_PW\n    host_os",
+            "    password: hunter2\n    host_os",
+            "prod.yaml:6: sql_servers.sql01.password: unknown key",
+        ),
         ("    expires: 2027-01-31", "    expires: someday", "waivers.[0].expires: expected a date such as 2027-01-31"),
     ],
 )
@@ -94,14 +103,20 @@ def test_mistakes_name_file_line_and_key(tmp_path: Path, old: str, new: str, exp
 
 def test_missing_secret_variable_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LG_TEST_PW")
-    with pytest.raises(EnvironmentFileError, match=r"sql_servers\.sql01\.password_env: environment variable "
-                       r"LG_TEST_PW is not set"):
+    with pytest.raises(
+        EnvironmentFileError,
+        match=r"sql_servers\.sql01\.password_env: environment variable "
+        r"LG_TEST_PW is not set",
+    ):
         load_environment(write(tmp_path, VALID))
 
 
 def test_unknown_waiver_id_is_rejected(tmp_path: Path) -> None:
-    with pytest.raises(EnvironmentFileError, match=r"waivers\.\[0\]\.prerequisite: unknown prerequisite id "
-                       r"'sql-trace-flag-1800'"):
+    with pytest.raises(
+        EnvironmentFileError,
+        match=r"waivers\.\[0\]\.prerequisite: unknown prerequisite id "
+        r"'sql-trace-flag-1800'",
+    ):
         load_environment(write(tmp_path, VALID), known_ids={"sql-sysadmin"}.__contains__)
 
 
@@ -127,8 +142,12 @@ def test_env_name_resolves_under_environments(tmp_path: Path) -> None:
 
 
 def test_shipped_environments_are_valid(project_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("LINKGATE_LAB_PASSWORD", "LINKGATE_SQL01_PASSWORD", "LINKGATE_SQL01_HOST_PASSWORD",
-                "LINKGATE_MI_PASSWORD"):
+    for var in (
+        "LINKGATE_LAB_PASSWORD",
+        "LINKGATE_SQL01_PASSWORD",
+        "LINKGATE_SQL01_HOST_PASSWORD",
+        "LINKGATE_MI_PASSWORD",
+    ):
         monkeypatch.setenv(var, "x-secret-x")
     for name in ("demo", "example"):
         env = load_environment(project_root / "environments" / f"{name}.yaml")

@@ -29,8 +29,10 @@ def _facts(**log_paths: tuple[str, ...] | str) -> SqlServerFacts:
         ("/var/opt/mssql/data/SalesDB_log.ldf", "/var/opt/mssql/data"),
         ("/mnt/log volume/SalesDB_log.ldf", "/mnt/log volume"),
         (r"L:\Logs\SalesDB_log.ldf", "L:\\Logs"),
-        (r"C:\Program Files\Microsoft SQL Server\MSSQL16.MSSQLSERVER\MSSQL\DATA\SalesDB_log.ldf",
-         r"C:\Program Files\Microsoft SQL Server\MSSQL16.MSSQLSERVER\MSSQL\DATA"),
+        (
+            r"C:\Program Files\Microsoft SQL Server\MSSQL16.MSSQLSERVER\MSSQL\DATA\SalesDB_log.ldf",
+            r"C:\Program Files\Microsoft SQL Server\MSSQL16.MSSQLSERVER\MSSQL\DATA",
+        ),
     ],
 )
 def test_the_directory_is_split_the_way_its_os_writes_paths(path: str, directory: str) -> None:

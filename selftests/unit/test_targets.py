@@ -30,8 +30,12 @@ def test_checks_run_target_by_target_in_the_order_facts_are_read(tmp_path: Path)
     env = load_environment(write(tmp_path, TWO_SERVERS))
     # As pytest collects them: prerequisite by prerequisite, each over every target.
     collected: list[tuple[str, Target | None]] = [("setup-free", None)]
-    for prereq, kind in (("sql-sysadmin", Kind.SQL_SERVER), ("sql-db-full-recovery", Kind.DATABASE),
-                         ("mi-engine-edition", Kind.MANAGED_INSTANCE), ("host-mssql-service", Kind.HOST)):
+    for prereq, kind in (
+        ("sql-sysadmin", Kind.SQL_SERVER),
+        ("sql-db-full-recovery", Kind.DATABASE),
+        ("mi-engine-edition", Kind.MANAGED_INSTANCE),
+        ("host-mssql-service", Kind.HOST),
+    ):
         collected += [(prereq, t) for t in targets_for(env, kind)]
     ordered = in_target_order(env, collected, lambda pair: pair[1])
     assert [(p, t.label if t else "") for p, t in ordered] == [
@@ -55,7 +59,11 @@ def test_the_client_machine_is_one_target_declared_or_not(tmp_path: Path) -> Non
         env = load_environment(write(tmp_path, text))
         (client,) = targets_for(env, Kind.CLIENT)
         assert (client.id, client.kind, client.database, client.host_os) == (
-            "prod/client_host", Kind.CLIENT, None, "windows")
+            "prod/client_host",
+            Kind.CLIENT,
+            None,
+            "windows",
+        )
     assert fanout_kind(["evidence", "client_host", "linkgate_target"]) is Kind.CLIENT
     assert fanout_kind(["evidence", "sql_host"]) is Kind.HOST
 

@@ -18,21 +18,21 @@ from linkgate.versions import (
 @pytest.mark.parametrize(
     ("build", "supported"),
     [
-        ("13.0.7000.253", True),   # 2016 SP3 + Azure Connect pack
-        ("13.0.7016.1", True),     # GDR for the Azure Connect pack
-        ("13.0.6490.1", False),    # SP3 GDR: not the Azure Connect line
-        ("13.0.6300.2", False),    # SP3 alone
-        ("14.0.3490.10", True),    # 2017 CU31 + Azure Connect pack
+        ("13.0.7000.253", True),  # 2016 SP3 + Azure Connect pack
+        ("13.0.7016.1", True),  # GDR for the Azure Connect pack
+        ("13.0.6490.1", False),  # SP3 GDR: not the Azure Connect line
+        ("13.0.6300.2", False),  # SP3 alone
+        ("14.0.3490.10", True),  # 2017 CU31 + Azure Connect pack
         ("14.0.3540.1", True),
-        ("14.0.3456.2", False),    # CU31 without the pack
-        ("14.0.2070.1", False),    # RTM GDR
-        ("15.0.4312.2", True),     # 2019 CU20
-        ("15.0.4298.1", False),    # 2019 CU19
-        ("15.0.2110.4", False),    # 2019 RTM GDR
-        ("16.0.1000.6", True),     # 2022 RTM
+        ("14.0.3456.2", False),  # CU31 without the pack
+        ("14.0.2070.1", False),  # RTM GDR
+        ("15.0.4312.2", True),  # 2019 CU20
+        ("15.0.4298.1", False),  # 2019 CU19
+        ("15.0.2110.4", False),  # 2019 RTM GDR
+        ("16.0.1000.6", True),  # 2022 RTM
         ("16.0.4135.4", True),
-        ("17.0.1000.7", True),     # 2025 RTM
-        ("12.0.6024.0", False),    # 2014: no distributed AGs
+        ("17.0.1000.7", True),  # 2025 RTM
+        ("12.0.6024.0", False),  # 2014: no distributed AGs
     ],
 )
 def test_minimum_builds(build: str, supported: bool) -> None:

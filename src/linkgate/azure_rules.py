@@ -117,8 +117,10 @@ def update_policy(
     return Decision(
         True,
         f"databaseFormat {policy.value} accepts databases from SQL Server {year}",
-        (f"one-way: after a failover to the managed instance, data can't be replicated or failed back to SQL Server "
-         f"{year}",),
+        (
+            f"one-way: after a failover to the managed instance, data can't be replicated or failed back to SQL Server "
+            f"{year}",
+        ),
     )
 
 
@@ -154,8 +156,11 @@ def tier_hosts_in_memory_oltp(sku_tier: str | None, is_general_purpose_v2: bool)
     if tier.lower() == "businesscritical":
         return Decision(True, "the managed instance is Business Critical, which supports In-Memory OLTP")
     variant = " (Next-gen General Purpose)" if is_general_purpose_v2 else ""
-    return Decision(False, f"the managed instance's tier is {tier}{variant}: only Business Critical supports "
-                           "In-Memory OLTP (memory-optimized filegroups)")
+    return Decision(
+        False,
+        f"the managed instance's tier is {tier}{variant}: only Business Critical supports "
+        "In-Memory OLTP (memory-optimized filegroups)",
+    )
 
 
 # --- ARM-04: failover groups -------------------------------------------------------------------------------
@@ -319,5 +324,8 @@ def protector_is_customer_managed(server_key_type: str | None) -> Decision:
     kind = server_key_type or "(none)"
     if kind.lower() == "azurekeyvault":
         return Decision(True, "the TDE protector is a customer-managed key in Azure Key Vault")
-    return Decision(False, f"the TDE protector is {kind}: service-managed keys can't be shared with SQL Server, so "
-                           "encrypted databases can't be linked from the managed instance")
+    return Decision(
+        False,
+        f"the TDE protector is {kind}: service-managed keys can't be shared with SQL Server, so "
+        "encrypted databases can't be linked from the managed instance",
+    )

@@ -38,8 +38,17 @@ _FREETDS_PATHS = (
 )
 
 # The mssql-python-odbc wheel's directory per distribution family (its libs/linux/<family>/<arch>/lib).
-_WHEEL_FAMILIES = {"debian": "debian_ubuntu", "ubuntu": "debian_ubuntu", "rhel": "rhel", "centos": "rhel",
-                   "fedora": "rhel", "suse": "suse", "opensuse": "suse", "sles": "suse", "alpine": "alpine"}
+_WHEEL_FAMILIES = {
+    "debian": "debian_ubuntu",
+    "ubuntu": "debian_ubuntu",
+    "rhel": "rhel",
+    "centos": "rhel",
+    "fedora": "rhel",
+    "suse": "suse",
+    "opensuse": "suse",
+    "sles": "suse",
+    "alpine": "alpine",
+}
 
 
 _MSODBC18_ENCRYPT = {"strict": "strict", "mandatory": "yes", "optional": "optional", "off": "no"}
@@ -99,8 +108,9 @@ def resolve(spec: str) -> OdbcDriver:
         return OdbcDriver(_kind_of(wanted), Path(wanted).name, Path(wanted), registered=False)
     for name, path in _registered_drivers().items():
         if name.lower() == wanted.lower():
-            return OdbcDriver(_kind_of(f"{name} {path}"), name, Path(path) if Path(path).is_absolute() else None,
-                              registered=True)
+            return OdbcDriver(
+                _kind_of(f"{name} {path}"), name, Path(path) if Path(path).is_absolute() else None, registered=True
+            )
     available = ", ".join(str(d) for d in drivers) or "none"
     raise DriverNotFound(f"ODBC driver {spec!r} not found (available: {available})")
 

@@ -375,8 +375,17 @@ def _connection(r: _Reader, spec: dict[str, Any], key: str) -> Connection:
     )
 
 
-HOST_KEYS = {"backend", "address", "user", "port", "identity_file", "password_env", "ssh_config", "known_hosts",
-             "winrm_http"}
+HOST_KEYS = {
+    "backend",
+    "address",
+    "user",
+    "port",
+    "identity_file",
+    "password_env",
+    "ssh_config",
+    "known_hosts",
+    "winrm_http",
+}
 
 
 def _host(r: _Reader, value: Any, key: str) -> HostSpec | None:

@@ -115,9 +115,7 @@ def azure(pytestconfig: pytest.Config, linkgate_target: Target, evidence: Eviden
     target = env.azure
     if target is None:
         raise NotApplicable("applies only when the environment declares its Azure resources (azure:)")
-    facts = gate.cache.other(
-        "azure", lambda: read_azure(target, env.cloud, env.timeouts, env.managed_instance.name)
-    )
+    facts = gate.cache.other("azure", lambda: read_azure(target, env.cloud, env.timeouts, env.managed_instance.name))
     return AzureView(facts, evidence)
 
 

@@ -194,8 +194,11 @@ def _shape_report(report: pytest.TestReport, record: Record, item: pytest.Item) 
         report.outcome = "passed"
         report.longrepr = None
     if outcome is not Outcome.PASSED and outcome is not Outcome.NOT_APPLICABLE:
-        sections = [(f"linkgate {outcome.value}", record.message), ("linkgate evidence", evidence or "(none)"),
-                    ("linkgate remediation", f"{record.remediation}\nDocs: {record.docs}")]
+        sections = [
+            (f"linkgate {outcome.value}", record.message),
+            ("linkgate evidence", evidence or "(none)"),
+            ("linkgate remediation", f"{record.remediation}\nDocs: {record.docs}"),
+        ]
         add = getattr(report.longrepr, "addsection", None)
         for name, text in sections:
             # On a failure the sections join the failure text itself (terminal and JUnit <failure>);

@@ -33,8 +33,10 @@ AZURE = Condition(
 )
 SQL_VM = Condition(
     "SQL Server runs on an Azure VM (azure.sql_vm_nic_id or azure.sql_vm_subnet_id)",
-    lambda ctx: ctx.environment.azure is not None
-    and (ctx.environment.azure.sql_vm_nic_id or ctx.environment.azure.sql_vm_subnet_id) is not None,
+    lambda ctx: (
+        ctx.environment.azure is not None
+        and (ctx.environment.azure.sql_vm_nic_id or ctx.environment.azure.sql_vm_subnet_id) is not None
+    ),
 )
 IN_MEMORY = fact_holds("the database uses In-Memory OLTP", "database.in_memory_oltp", bool)
 MI_ENCRYPTED = fact_holds("the database on the managed instance is TDE-encrypted", "mi_database.encrypted", bool)
@@ -233,8 +235,7 @@ def test_azure_vm_nsg(azure_peer: LinkPeer, azure: AzureView) -> None:
     spec="ARM-07",
     applies=AZURE,
     docs=NETWORKING,
-    remediation="Re-address the managed instance subnet {mi_subnet} or {server}'s network so that they do not "
-    "overlap.",
+    remediation="Re-address the managed instance subnet {mi_subnet} or {server}'s network so that they do not overlap.",
 )
 def test_azure_subnets_disjoint(azure_peer: LinkPeer, azure: AzureView) -> None:
     """The managed instance's subnet and SQL Server's address ranges, as Resource Manager knows them, don't overlap.

@@ -70,8 +70,10 @@ def test_host_mssql_conf_traceflags(sql_host: SqlHostView) -> None:
     missing = sorted(LINK_TRACE_FLAGS - conf.trace_flags)
     sector = _log_sector_bytes(sql_host) if 1800 in missing else None
     if missing == [1800] and sector == MI_SECTOR_BYTES:
-        sql_host.note(f"{conf.path} lacks trace flag 1800, which a log volume with 4096-byte physical sectors (the "
-                      "managed instance's) does not need")
+        sql_host.note(
+            f"{conf.path} lacks trace flag 1800, which a log volume with 4096-byte physical sectors (the "
+            "managed instance's) does not need"
+        )
         return
     size = f" (the log volume's physical sectors are {sector} bytes, the managed instance's 4096)" if sector else ""
     assert not missing, f"{conf.path} does not persist trace flag(s) {', '.join(map(str, missing))}{size}"

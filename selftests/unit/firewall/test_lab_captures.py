@@ -139,6 +139,7 @@ def test_a_capture_is_real_tool_output() -> None:
 
 # --- the same scenarios' rules said with ufw and firewalld, captured from the real tools ------------------------
 
+
 def _capture_script() -> Any:
     """data/firewall/capture_ufw_firewalld.py, which says a lab firewall in ufw's and firewalld's commands."""
     path = DATA / "capture_ufw_firewalld.py"

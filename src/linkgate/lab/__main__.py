@@ -34,8 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--scenario", default="healthy", help="Scenario name or path to a YAML overlay")
     serve.add_argument("--overlay", action="append", default=[], type=Path, help="Extra overlay file (repeatable)")
     serve.add_argument("--ready-file", type=Path, help="Write where each instance listens here, once ready")
-    serve.add_argument("--ephemeral-ports", action="store_true",
-                       help="Listen on free ports and move lab hosts to a free address block (not the scenario's)")
+    serve.add_argument(
+        "--ephemeral-ports",
+        action="store_true",
+        help="Listen on free ports and move lab hosts to a free address block (not the scenario's)",
+    )
     serve.add_argument("--quiet", action="store_true", help="Print nothing but errors")
     args = parser.parse_args(argv)
 
@@ -114,8 +117,17 @@ def printed_connection_string(driver: OdbcDriver, address: str, port: int) -> st
 
     The placeholder sits in braces (`PWD={${…}}`), so the expanded password may hold `;` (not `}`).
     """
-    text = connection_string(driver, address, port, user="linkgate", password=None, database="master",
-                             encrypt="mandatory", trust_server_certificate=True, login_timeout=5)
+    text = connection_string(
+        driver,
+        address,
+        port,
+        user="linkgate",
+        password=None,
+        database="master",
+        encrypt="mandatory",
+        trust_server_certificate=True,
+        login_timeout=5,
+    )
     user = "UID=linkgate;"
     return text.replace(user, f"{user}PWD={{{PASSWORD_PLACEHOLDER}}};", 1)
 
@@ -125,10 +137,13 @@ def _describe(lab: Lab, *, password_file: Path | None) -> None:
     if password_file is None:
         print(f"login: linkgate, with the password in your ${PASSWORD_VARIABLE}")
     else:
-        print(f"login: linkgate, with a random password; in another shell: "
-              f'export {PASSWORD_VARIABLE}="$(cat {password_file})"')
-    print(f"connect: pyodbc.connect(os.path.expandvars(<string>)) — each string names the password "
-          f"{PASSWORD_PLACEHOLDER}")
+        print(
+            f"login: linkgate, with a random password; in another shell: "
+            f'export {PASSWORD_VARIABLE}="$(cat {password_file})"'
+        )
+    print(
+        f"connect: pyodbc.connect(os.path.expandvars(<string>)) — each string names the password {PASSWORD_PLACEHOLDER}"
+    )
     drivers = find_drivers()
     for where in lab.listening.values():
         print(f"\n{where.name} ({where.flavour}) on {where.address}:{where.port}")

@@ -186,7 +186,8 @@ class _Model:
         self._interfaces(s.named(top.get("network_interfaces"), "azure.network_interfaces"))
         self.sql_vm_nic_id = (
             self._id("Microsoft.Network/networkInterfaces", s.text(top["sql_vm_nic"], "azure.sql_vm_nic"))
-            if top.get("sql_vm_nic") else None
+            if top.get("sql_vm_nic")
+            else None
         )
         if self.sql_vm_nic_id and self.sql_vm_nic_id.lower() not in self.resources:
             raise s.fail("azure.sql_vm_nic", f"no network interface {top['sql_vm_nic']!r} in network_interfaces")

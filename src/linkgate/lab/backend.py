@@ -80,8 +80,9 @@ class InstanceBackend(Protocol):
         """@@SERVERNAME, also sent in ERROR and INFO tokens."""
         ...
 
-    def login(self, user: str, password: str, database: str | None, *, app_name: str = "",
-              host_name: str = "") -> Session:
+    def login(
+        self, user: str, password: str, database: str | None, *, app_name: str = "", host_name: str = ""
+    ) -> Session:
         """Authenticate a SQL login and open a session; raise SqlError 18456 (state 8 or 5) on failure.
 
         `database` is the login's requested initial database ("" or None: the login's default).

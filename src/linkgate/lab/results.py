@@ -127,8 +127,9 @@ class SqlError(Exception):
     (16), 207 invalid column name (16), 2812 could not find stored procedure (16), 102 syntax (15).
     """
 
-    def __init__(self, number: int, message: str, *, state: int = 1, severity: int = 16, line: int = 1,
-                 procedure: str = "") -> None:
+    def __init__(
+        self, number: int, message: str, *, state: int = 1, severity: int = 16, line: int = 1, procedure: str = ""
+    ) -> None:
         super().__init__(f"Msg {number}, Level {severity}, State {state}: {message}")
         self.number = number
         self.message = message

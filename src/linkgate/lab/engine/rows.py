@@ -992,8 +992,11 @@ def _coerce(table: SystemTable, row: Mapping[str, Any]) -> Row:
             value = bytes.fromhex(value.removeprefix("0x"))
         elif isinstance(value, str) and column.type is SqlType.UNIQUEIDENTIFIER:
             value = uuid.UUID(value)
-        elif (isinstance(value, int | float | str) and column.type in (SqlType.DECIMAL, SqlType.NUMERIC)
-              and not isinstance(value, bool)):
+        elif (
+            isinstance(value, int | float | str)
+            and column.type in (SqlType.DECIMAL, SqlType.NUMERIC)
+            and not isinstance(value, bool)
+        ):
             value = Decimal(str(value))
         out[column.name] = value
     return out

@@ -44,9 +44,19 @@ MAX_SHORT_LENGTH = 8000  # bytes: above this (or MAX) a character/binary column 
 _INT_SIZES = {SqlType.TINYINT: 1, SqlType.SMALLINT: 2, SqlType.INT: 4, SqlType.BIGINT: 8}
 _INT_FORMATS = {1: "<B", 2: "<h", 4: "<i", 8: "<q"}
 # sql_variant base types are sent with the fixed-length codes.
-_FIXED_CODES = {SqlType.TINYINT: 0x30, SqlType.SMALLINT: 0x34, SqlType.INT: 0x38, SqlType.BIGINT: 0x7F,
-                SqlType.BIT: 0x32, SqlType.REAL: 0x3B, SqlType.FLOAT: 0x3E, SqlType.MONEY: 0x3C,
-                SqlType.DATETIME: 0x3D, SqlType.SMALLDATETIME: 0x3A, SqlType.UNIQUEIDENTIFIER: GUID}
+_FIXED_CODES = {
+    SqlType.TINYINT: 0x30,
+    SqlType.SMALLINT: 0x34,
+    SqlType.INT: 0x38,
+    SqlType.BIGINT: 0x7F,
+    SqlType.BIT: 0x32,
+    SqlType.REAL: 0x3B,
+    SqlType.FLOAT: 0x3E,
+    SqlType.MONEY: 0x3C,
+    SqlType.DATETIME: 0x3D,
+    SqlType.SMALLDATETIME: 0x3A,
+    SqlType.UNIQUEIDENTIFIER: GUID,
+}
 _CHAR_CODES = {SqlType.CHAR: BIGCHAR, SqlType.VARCHAR: BIGVARCHR, SqlType.NCHAR: NCHAR, SqlType.NVARCHAR: NVARCHAR}
 _BINARY_CODES = {SqlType.BINARY: BIGBINARY, SqlType.VARBINARY: BIGVARBIN}
 _TIME_CODES = {SqlType.TIME: TIMEN, SqlType.DATETIME2: DATETIME2N, SqlType.DATETIMEOFFSET: DATETIMEOFFSETN}

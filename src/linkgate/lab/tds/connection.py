@@ -52,8 +52,12 @@ LOGIN_DEADLINE_SECONDS = 60.0  # from the first byte to LOGINACK; a client slowe
 DROP_HOLD_SECONDS = 120.0  # how long a "drop" fault keeps an unanswered connection open
 TLS_CLIENT_HELLO = 0x16
 TM_BEGIN, TM_COMMIT, TM_ROLLBACK = 5, 7, 8
-_ENCRYPTION_NAMES = {Encryption.NOT_SUP: "none", Encryption.OFF: "login-only", Encryption.ON: "full",
-                     Encryption.REQ: "full"}
+_ENCRYPTION_NAMES = {
+    Encryption.NOT_SUP: "none",
+    Encryption.OFF: "login-only",
+    Encryption.ON: "full",
+    Encryption.REQ: "full",
+}
 _ENDED = (asyncio.IncompleteReadError, ConnectionError, ProtocolError, HandshakeError, ssl.SSLError, TimeoutError)
 
 
@@ -64,8 +68,9 @@ class _ResetByFault(Exception):
 class Connection:
     """Serves one accepted TCP connection for one instance."""
 
-    def __init__(self, backend: InstanceBackend, stats: InstanceStats, link: Link, tls: TlsContexts | None,
-                 spid: int) -> None:
+    def __init__(
+        self, backend: InstanceBackend, stats: InstanceStats, link: Link, tls: TlsContexts | None, spid: int
+    ) -> None:
         self.backend = backend
         self.stats = stats
         self.link = link
@@ -121,10 +126,16 @@ class Connection:
         self.packet_size = login.negotiated_packet_size
         try:
             if login.integrated_security and not login.user:
-                raise SqlError(18452, "Login failed. The login is from an untrusted domain and cannot be used "
-                               "with Integrated authentication.", state=1, severity=14)
-            session = self.backend.login(login.user, login.password, login.database or None,
-                                         app_name=login.app_name, host_name=login.host_name)
+                raise SqlError(
+                    18452,
+                    "Login failed. The login is from an untrusted domain and cannot be used "
+                    "with Integrated authentication.",
+                    state=1,
+                    severity=14,
+                )
+            session = self.backend.login(
+                login.user, login.password, login.database or None, app_name=login.app_name, host_name=login.host_name
+            )
         except SqlError as e:
             self.stats.failed_logins += 1
             failed = Response(self.backend.server_name)
@@ -138,16 +149,22 @@ class Connection:
 
     def _login_stream(self, database: str) -> bytes:
         server = self.backend.server_name
-        return b"".join([
-            env_text(Env.DATABASE, database, "master"),
-            message(Token.INFO, 5701, f"Changed database context to '{database}'.", state=2, severity=0, server=server),
-            env_collation(),
-            env_text(Env.LANGUAGE, LANGUAGE, ""),
-            message(Token.INFO, 5703, f"Changed language setting to {LANGUAGE}.", state=1, severity=0, server=server),
-            loginack(self.backend.product_version),
-            env_text(Env.PACKET_SIZE, str(self.packet_size), str(self.packet_size)),
-            done(Done.FINAL),
-        ])
+        return b"".join(
+            [
+                env_text(Env.DATABASE, database, "master"),
+                message(
+                    Token.INFO, 5701, f"Changed database context to '{database}'.", state=2, severity=0, server=server
+                ),
+                env_collation(),
+                env_text(Env.LANGUAGE, LANGUAGE, ""),
+                message(
+                    Token.INFO, 5703, f"Changed language setting to {LANGUAGE}.", state=1, severity=0, server=server
+                ),
+                loginack(self.backend.product_version),
+                env_text(Env.PACKET_SIZE, str(self.packet_size), str(self.packet_size)),
+                done(Done.FINAL),
+            ]
+        )
 
     async def _serve(self, session: Session) -> None:
         procs = Procedures(session)

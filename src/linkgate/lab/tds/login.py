@@ -15,8 +15,16 @@ from linkgate.lab.tds.packets import DEFAULT_PACKET_SIZE, MAX_PACKET_SIZE, MIN_P
 
 _FIXED = struct.Struct("<IIIIII4BiI")
 _FIXED_SIZE = 94
-_OFFSETS = {"host_name": 36, "user": 40, "password": 44, "app_name": 48, "server_name": 52,
-            "library": 60, "language": 64, "database": 68}
+_OFFSETS = {
+    "host_name": 36,
+    "user": 40,
+    "password": 44,
+    "app_name": 48,
+    "server_name": 52,
+    "library": 60,
+    "language": 64,
+    "database": 68,
+}
 _SSPI = 78
 _INTEGRATED_SECURITY = 0x80  # OptionFlags2 fIntSecurity
 

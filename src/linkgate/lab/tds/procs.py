@@ -21,8 +21,14 @@ from linkgate.lab.tds.response import Response
 from linkgate.lab.tds.tokens import CURCMD_EXECUTE, Done, Token, returnstatus, returnvalue
 
 SP_EXECUTESQL, SP_PREPARE, SP_EXECUTE, SP_PREPEXEC, SP_PREPEXECRPC, SP_UNPREPARE = 10, 11, 12, 13, 14, 15
-PROC_IDS = {"sp_executesql": SP_EXECUTESQL, "sp_prepare": SP_PREPARE, "sp_execute": SP_EXECUTE,
-            "sp_prepexec": SP_PREPEXEC, "sp_prepexecrpc": SP_PREPEXECRPC, "sp_unprepare": SP_UNPREPARE}
+PROC_IDS = {
+    "sp_executesql": SP_EXECUTESQL,
+    "sp_prepare": SP_PREPARE,
+    "sp_execute": SP_EXECUTE,
+    "sp_prepexec": SP_PREPEXEC,
+    "sp_prepexecrpc": SP_PREPEXECRPC,
+    "sp_unprepare": SP_UNPREPARE,
+}
 _DECLARED_NAME = re.compile(r"@([^\s,()]+)")
 _HANDLE = Column("", SqlType.INT)
 
@@ -80,8 +86,9 @@ class Procedures:
                 self.prepared.pop(int(_value(params, 0, "handle")), None)
                 self._end(out, [returnstatus(0)])
             elif call.proc_id is not None:
-                raise SqlError(2812, f"Could not find stored procedure 'system procedure {call.proc_id}'.",
-                               state=62, severity=16)
+                raise SqlError(
+                    2812, f"Could not find stored procedure 'system procedure {call.proc_id}'.", state=62, severity=16
+                )
             else:
                 self._statement(self.session.call_procedure(procedure_name(call), _named(params)), out, [])
         except SqlError as e:
@@ -171,6 +178,7 @@ def _system_proc(call: RpcCall) -> int | None:
 
 def _value(params: Sequence[RpcParam], index: int, what: str) -> Any:
     if index >= len(params):
-        raise SqlError(201, f"Procedure or function expects parameter '@{what}', which was not supplied.",
-                       state=4, severity=16)
+        raise SqlError(
+            201, f"Procedure or function expects parameter '@{what}', which was not supplied.", state=4, severity=16
+        )
     return params[index].value

@@ -228,12 +228,24 @@ def _datetimn(data: bytes) -> dt.datetime:
 
 
 _FIXED: dict[int, tuple[int, Callable[[bytes], Any]]] = {
-    0x30: (1, _int("<B")), 0x34: (2, _int("<h")), 0x38: (4, _int("<i")), 0x7F: (8, _int("<q")),
-    0x32: (1, lambda d: d != b"\x00"), 0x3B: (4, _float), 0x3E: (8, _float),
-    0x3C: (8, decode_money), 0x7A: (4, decode_money), 0x3D: (8, decode_datetime), 0x3A: (4, decode_smalldatetime),
+    0x30: (1, _int("<B")),
+    0x34: (2, _int("<h")),
+    0x38: (4, _int("<i")),
+    0x7F: (8, _int("<q")),
+    0x32: (1, lambda d: d != b"\x00"),
+    0x3B: (4, _float),
+    0x3E: (8, _float),
+    0x3C: (8, decode_money),
+    0x7A: (4, decode_money),
+    0x3D: (8, decode_datetime),
+    0x3A: (4, decode_smalldatetime),
 }
 _BYTELEN: dict[int, Callable[[bytes], Any]] = {
-    0x26: _intn, 0x68: lambda d: d != b"\x00", 0x6D: _float, 0x6E: decode_money, 0x6F: _datetimn,
+    0x26: _intn,
+    0x68: lambda d: d != b"\x00",
+    0x6D: _float,
+    0x6E: decode_money,
+    0x6F: _datetimn,
     0x24: lambda d: uuid.UUID(bytes_le=d),
 }
 _SHORTLEN = frozenset({0xA7, 0xAF, 0xE7, 0xEF, 0xA5, 0xAD})

@@ -95,8 +95,16 @@ class Response:
                 status = Done.FINAL if outcome.count is None else Done.COUNT
                 self.done(status, outcome.count or 0, token=token)
             elif isinstance(outcome, Message):
-                self.token(message(Token.INFO, outcome.number, outcome.message, state=outcome.state,
-                                   severity=outcome.severity, server=self.server_name))
+                self.token(
+                    message(
+                        Token.INFO,
+                        outcome.number,
+                        outcome.message,
+                        state=outcome.state,
+                        severity=outcome.severity,
+                        server=self.server_name,
+                    )
+                )
             elif isinstance(outcome, DatabaseChanged):
                 self.token(env_text(Env.DATABASE, outcome.new, outcome.old))
             elif isinstance(outcome, ReturnStatus) and token is Token.DONE:
@@ -119,8 +127,18 @@ class Response:
     def errors(self, items: Sequence[SqlError], *, token: Token = Token.DONE) -> None:
         """One failed statement: an ERROR token per error, then one DONE-family token with DONE_ERROR."""
         for e in items:
-            self.token(message(Token.ERROR, e.number, e.message, state=e.state, severity=e.severity,
-                               server=self.server_name, procedure=e.procedure, line=e.line))
+            self.token(
+                message(
+                    Token.ERROR,
+                    e.number,
+                    e.message,
+                    state=e.state,
+                    severity=e.severity,
+                    server=self.server_name,
+                    procedure=e.procedure,
+                    line=e.line,
+                )
+            )
         self.done(Done.ERROR, curcmd=CURCMD_EXECUTE if token is Token.DONEPROC else 0, token=token)
 
     def finish(self) -> bytes:

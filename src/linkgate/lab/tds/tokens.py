@@ -81,19 +81,30 @@ def env_collation() -> bytes:
     return env_bytes(Env.COLLATION, COLLATION, b"")
 
 
-def message(token: Token, number: int, text: str, *, state: int, severity: int, server: str,
-            procedure: str = "", line: int = 1) -> bytes:
+def message(
+    token: Token, number: int, text: str, *, state: int, severity: int, server: str, procedure: str = "", line: int = 1
+) -> bytes:
     """An INFO (0xAB) or ERROR (0xAA) token."""
-    body = (struct.pack("<iBB", number, state, severity) + us_varchar(text) + b_varchar(server)
-            + b_varchar(procedure) + struct.pack("<I", line))
+    body = (
+        struct.pack("<iBB", number, state, severity)
+        + us_varchar(text)
+        + b_varchar(server)
+        + b_varchar(procedure)
+        + struct.pack("<I", line)
+    )
     return struct.pack("<BH", token, len(body)) + body
 
 
 def loginack(version: tuple[int, int, int, int]) -> bytes:
     """Interface 1 (SQL), TDS 7.4, "Microsoft SQL Server", then major, minor, build high, build low."""
     major, minor, build, _revision = version
-    body = (bytes([1]) + struct.pack(">I", TDS_74) + b_varchar(PROGRAM_NAME)
-            + bytes([major & 0xFF, minor & 0xFF]) + struct.pack(">H", build & 0xFFFF))
+    body = (
+        bytes([1])
+        + struct.pack(">I", TDS_74)
+        + b_varchar(PROGRAM_NAME)
+        + bytes([major & 0xFF, minor & 0xFF])
+        + struct.pack(">H", build & 0xFFFF)
+    )
     return struct.pack("<BH", Token.LOGINACK, len(body)) + body
 
 
@@ -120,8 +131,13 @@ def row(columns: Sequence[Column], values: Sequence[Any]) -> bytes:
 
 def returnvalue(ordinal: int, name: str, column: Column, value: Any) -> bytes:
     """An output parameter's value (status 0x01: output parameter)."""
-    return (struct.pack("<BH", Token.RETURNVALUE, ordinal) + b_varchar(name) + struct.pack("<BIH", 0x01, 0, 0x0001)
-            + type_info(column) + encode_value(column, value))
+    return (
+        struct.pack("<BH", Token.RETURNVALUE, ordinal)
+        + b_varchar(name)
+        + struct.pack("<BIH", 0x01, 0, 0x0001)
+        + type_info(column)
+        + encode_value(column, value)
+    )
 
 
 def returnstatus(value: int) -> bytes:
