@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import os
 from collections.abc import Generator
 from pathlib import Path
@@ -134,6 +135,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         gate.cache.close()
         if gate.lab is not None:
             gate.lab.stop()
+        # The run is over and its records are still referenced until exit. pytest's unraisable-exception
+        # cleanup, which runs after this hook, calls gc.collect() five times over that heap: measured 5 s of
+        # a 31 s gate at 200 SQL Servers. Frozen objects are left out of those collections.
+        gc.freeze()
 
 
 def _collects_gate(config: pytest.Config) -> bool:
