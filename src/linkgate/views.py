@@ -61,7 +61,18 @@ LogSectorReader = Callable[[], Fact[SectorSize] | None]
 """Reads the sector-size fact of a SQL Server's declared host on demand (None: no host is declared)."""
 
 
-class SqlServerView:
+class _Notes:
+    """What a view lets a check say besides its verdict."""
+
+    _recorder: EvidenceRecorder
+
+    def note(self, text: str) -> None:
+        """Say something with the check's outcome even when it passes: why a pass needed no fix, or a manual
+        step the gate can't verify (the report shows it as the passed record's message)."""
+        self._recorder.note(text)
+
+
+class SqlServerView(_Notes):
     """A SQL Server's facts, as one check sees them."""
 
     def __init__(
@@ -79,10 +90,6 @@ class SqlServerView:
         self._use = recorder.use
         self._recorder = recorder
         self._log_sector = log_sector
-
-    def note(self, text: str) -> None:
-        """Say something with the check's outcome even when it passes: why a pass needed no fix."""
-        self._recorder.note(text)
 
     @property
     def login(self) -> Login:
@@ -172,7 +179,7 @@ def log_sector_reader(cache: FactsCache, server: SqlServer) -> LogSectorReader:
     return read
 
 
-class DatabaseView:
+class DatabaseView(_Notes):
     """One database to link, on its SQL Server."""
 
     def __init__(self, name: str, facts: DatabaseFacts, recorder: EvidenceRecorder) -> None:
@@ -180,10 +187,6 @@ class DatabaseView:
         self._facts = facts
         self._use = recorder.use
         self._recorder = recorder
-
-    def note(self, text: str) -> None:
-        """Say something with the check's outcome even when it passes: a manual step the gate can't verify."""
-        self._recorder.note(text)
 
     @property
     def state(self) -> DatabaseState:
@@ -239,7 +242,7 @@ class ManagedInstanceView:
         return self._use(self._facts.databases[name])
 
 
-class SqlHostView:
+class SqlHostView(_Notes):
     """The machine that runs one SQL Server, as one check sees it: its facts, and network questions asked there.
 
     Linux facts (service, mssql.conf) exist only on Linux hosts, Windows facts (services, startup
@@ -278,10 +281,6 @@ class SqlHostView:
         """A time SQL Server reported without zone, as seconds since the epoch in the host's time zone (one `date`
         call: only the restart-pending check needs it)."""
         return self._use(self._host.shell.fact("the host's time zone", lambda s: read_local_epoch(s, when)))
-
-    def note(self, text: str) -> None:
-        """Say something with the check's outcome even when it passes."""
-        self._recorder.note(text)
 
     @property
     def windows_services(self) -> WindowsServices:
