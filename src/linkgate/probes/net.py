@@ -158,8 +158,8 @@ LOOPBACK_LISTENERS = ("127.", "[::1]", "::1", "[::ffff:127.")
 
 @dataclass(frozen=True)
 class Listeners:
-    """The sockets listening on one local TCP port of the host: their local addresses (0.0.0.0, [::], *,
-    198.18.1.10, …) and, on Windows, the owning process id. Empty: nothing listens there."""
+    """The sockets listening on one local TCP port of the host, by local address (0.0.0.0, [::], *,
+    198.18.1.10, …). Empty: nothing listens there."""
 
     port: int
     addresses: tuple[str, ...]
