@@ -141,6 +141,23 @@ def test_catalog_functions_of_a_column_read_row_by_row_through_the_driver(
         assert [tuple(r) for r in ids] == [(5, 5)]
 
 
+def gate_connection(driver: OdbcDriver, host: str, port: int, user: str) -> Connection:
+    """How an environment file would declare this simulated instance (Encrypt=mandatory, the lab's certificate
+    trusted), for the gate's own OdbcSession."""
+    return Connection(
+        server=host,
+        port=port,
+        auth=Auth.SQL,
+        user=user,
+        password_env=PASSWORD_VARIABLE,
+        driver=driver.kind,
+        encrypt=Encrypt.MANDATORY,
+        trust_server_certificate=True,
+        server_certificate=None,
+        host_name_in_certificate=None,
+    )
+
+
 def test_a_permission_error_mid_batch_through_the_driver_and_the_gates_query_batch(
     driver: OdbcDriver, served: tuple[SimulatedInstance, str, int]
 ) -> None:
@@ -159,18 +176,7 @@ def test_a_permission_error_mid_batch_through_the_driver_and_the_gates_query_bat
             cursor.nextset()
         assert "(229)" in denied.value.args[1]
         assert not cursor.nextset()  # sent (see the relay test), but pyodbc freed the statement
-    conn = Connection(
-        server=host,
-        port=port,
-        auth=Auth.SQL,
-        user="reader",
-        password_env=PASSWORD_VARIABLE,
-        driver=driver.kind,
-        encrypt=Encrypt.MANDATORY,
-        trust_server_certificate=True,
-        server_certificate=None,
-        host_name_in_certificate=None,
-    )
+    conn = gate_connection(driver, host, port, "reader")
     session = OdbcSession("lab/sql01", conn, Timeouts(connect=5, query=10))
     try:
         with lab_password():
@@ -702,18 +708,7 @@ FACT_BUGS: frozenset[str] = frozenset()
 def read_facts(driver: OdbcDriver, where: tuple[SimulatedInstance, str, int], flavour: str) -> Any:
     """read_sql_server / read_managed_instance over a real OdbcSession, as the gate's fixtures call them."""
     _, host, port = where
-    conn = Connection(
-        server=host,
-        port=port,
-        auth=Auth.SQL,
-        user="linkgate",
-        password_env=PASSWORD_VARIABLE,
-        driver=driver.kind,
-        encrypt=Encrypt.MANDATORY,
-        trust_server_certificate=True,
-        server_certificate=None,
-        host_name_in_certificate=None,
-    )
+    conn = gate_connection(driver, host, port, "linkgate")
     session = OdbcSession(f"lab/{flavour}", conn, Timeouts(connect=5, query=10))
     try:
         with lab_password():

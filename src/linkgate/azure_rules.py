@@ -73,6 +73,16 @@ class DatabaseFormat(enum.Enum):
 _YEAR = {13: "2016", 14: "2017", 15: "2019", 16: "2022", 17: "2025"}
 
 
+def _policy(database_format: str | None) -> DatabaseFormat | Decision:
+    """The update policy Resource Manager reports, or the undecided Decision saying why it can't be read."""
+    if not database_format:
+        return Decision(None, "Resource Manager returned no databaseFormat for the managed instance")
+    try:
+        return DatabaseFormat.parse(database_format)
+    except ValueError as e:
+        return Decision(None, str(e))
+
+
 def update_policy(
     database_format: str | None, direction: LinkDirection, sql_major: int, product_update_type: str | None = None
 ) -> Decision:
@@ -82,12 +92,9 @@ def update_policy(
     SQL_TO_MI works into any policy at least as new as SQL Server; a newer one makes the link one-way
     (no failback), which is a note, not a failure. `product_update_type`, when given, must agree (MI-02).
     """
-    if not database_format:
-        return Decision(None, "Resource Manager returned no databaseFormat for the managed instance")
-    try:
-        policy = DatabaseFormat.parse(database_format)
-    except ValueError as e:
-        return Decision(None, str(e))
+    policy = _policy(database_format)
+    if isinstance(policy, Decision):
+        return policy
     year = _YEAR.get(sql_major, f"major version {sql_major}")
     if product_update_type is not None and product_update_type.strip().lower() != policy.product_update_type.lower():
         return Decision(
@@ -132,12 +139,9 @@ def failback_possible(database_format: str | None) -> Decision:
     the ARM side of what `ProductUpdateType = Continuous` tells over T-SQL (MI-02); the 2022 and 2025
     policies, which T-SQL can't tell apart, are judged against the version by `update_policy`.
     """
-    if not database_format:
-        return Decision(None, "Resource Manager returned no databaseFormat for the managed instance")
-    try:
-        policy = DatabaseFormat.parse(database_format)
-    except ValueError as e:
-        return Decision(None, str(e))
+    policy = _policy(database_format)
+    if isinstance(policy, Decision):
+        return policy
     if policy is DatabaseFormat.ALWAYS_UP_TO_DATE:
         return Decision(
             False,
